@@ -1,0 +1,3 @@
+from oisp_sensor.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Command line: the only place that reads config, sets up logging and calls sys.exit."""

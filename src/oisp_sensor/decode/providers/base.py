@@ -1,0 +1,509 @@
+"""The small interface every API-shape decoder implements, and what they share.
+
+An `ApiDecoder` knows one wire format (OpenAI Chat, Anthropic Messages, ...):
+`decode_request` turns a complete request into `ai.request` data, and `assembler`
+returns a `ResponseAssembler` that is fed the (content-decoded) response body as
+it arrives and fills a `ResponseBuilder`. Framing — JSON, SSE, NDJSON — is handled
+here once; a decoder only says what each parsed message means.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+import orjson
+
+from oisp_sensor.decode.http1 import Headers, ResponseHead
+from oisp_sensor.decode.ndjson import NdjsonDecoder
+from oisp_sensor.decode.sse import SseDecoder, SseMessage
+from oisp_sensor.errors import DecodeError
+from oisp_sensor.events.data import (
+    AiRequestData,
+    Choice,
+    ErrorInfo,
+    Message,
+    ToolCall,
+    Usage,
+)
+
+# Errors a decoder's field access can raise on JSON of an unexpected shape. They
+# are input problems, not bugs, and are turned into a partial event in one place.
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+# A non-streaming body larger than this is not parsed (the event is flagged partial).
+MAX_JSON_BODY = 32 * 1024 * 1024
+
+
+@dataclass(slots=True, kw_only=True)
+class HttpRequest:
+    """A complete (or truncated) request as the API decoders see it."""
+
+    method: str
+    target: str
+    host: str
+    port: int | None
+    headers: Headers
+    body: bytes = b""
+    truncated: bool = False
+    scheme: str = "https"
+    _json: Any = field(default=None, repr=False)
+    _parsed: bool = field(default=False, repr=False)
+
+    @property
+    def path(self) -> str:
+        path = self.target.split("?", 1)[0]
+        if path.startswith(("http://", "https://")):  # absolute-form (proxy requests)
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        return path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.target.split("?", 1)[1]) if "?" in self.target else {}
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON (cached)."""
+        if not self._parsed:
+            self._parsed = True
+            try:
+                self._json = orjson.loads(self.body) if self.body else None
+            except orjson.JSONDecodeError:
+                self._json = None
+        return self._json
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultRef:
+    """A tool's result that a request hands back to the model."""
+
+    call_id: str
+    content: str | None = None
+    is_error: bool = False
+    name: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class DecodedRequest:
+    data: AiRequestData
+    model: str | None = None
+    streaming: bool = False
+    system_prompt: str | None = None
+    first_user_message: str | None = None
+    tool_results: list[ToolResultRef] = field(default_factory=list)
+    partial_reason: str | None = None
+
+
+class StreamFormat(StrEnum):
+    JSON = "json"
+    SSE = "sse"
+    NDJSON = "ndjson"
+    JSON_ARRAY = "json_array"
+    EVENTSTREAM = "eventstream"
+    OTHER = "other"
+
+
+def stream_format(headers: Headers) -> StreamFormat:
+    ctype = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if ctype == "text/event-stream":
+        return StreamFormat.SSE
+    if ctype in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"):
+        return StreamFormat.NDJSON
+    if ctype == "application/vnd.amazon.eventstream":
+        return StreamFormat.EVENTSTREAM
+    if ctype.endswith("json") or not ctype:
+        return StreamFormat.JSON
+    return StreamFormat.OTHER
+
+
+# --- what a response turns into ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ToolCallBuilder:
+    id: str | None = None
+    name: str | None = None
+    type: str = "function"
+    parts: list[str] = field(default_factory=list)
+    arguments_obj: dict[str, Any] | None = None  # when the wire gives an object, not text
+
+    @property
+    def arguments(self) -> str:
+        if self.arguments_obj is not None and not self.parts:
+            return json.dumps(self.arguments_obj, ensure_ascii=False, separators=(",", ":"))
+        return "".join(self.parts)
+
+
+@dataclass(slots=True)
+class ChoiceBuilder:
+    index: int
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    tool_calls: dict[Any, ToolCallBuilder] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+# Provider finish/stop reasons -> the spec's enum (stop, length, tool_calls,
+# content_filter, error, other). The raw value is kept in attrs.finish_reason_raw.
+_FINISH = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "complete": "stop",
+    "eos": "stop",
+    "end": "stop",
+    "completed": "stop",
+    "finish_reason_stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "incomplete": "length",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "refusal": "content_filter",
+    "recitation": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+    "error": "error",
+    "failed": "error",
+    "malformed_function_call": "error",
+}
+
+
+def normalize_finish_reason(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return _FINISH.get(raw.lower(), "other")
+
+
+class ResponseBuilder:
+    """Everything one response says, assembled from however many pieces it came in."""
+
+    def __init__(self, record_deltas: bool = False, text_budget: int = 16 * 1024 * 1024) -> None:
+        self.choices: dict[int, ChoiceBuilder] = {}
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.provider_request_id: str | None = None
+        self.error: ErrorInfo | None = None
+        self.finish_reason: str | None = None  # overrides the first choice's when set
+        self.first_content_ns: int | None = None
+        self.problems: list[str] = []
+        self.attrs: dict[str, Any] = {}
+        self.now_ns = 0  # capture time of the bytes being processed
+        self.record_deltas = record_deltas
+        self.deltas: list[dict[str, Any]] = []
+        self.text_budget = text_budget  # characters of text/thinking/arguments still accepted
+
+    def choice(self, index: int = 0) -> ChoiceBuilder:
+        c = self.choices.get(index)
+        if c is None:
+            c = self.choices[index] = ChoiceBuilder(index)
+        return c
+
+    def _content(self) -> None:
+        if self.first_content_ns is None:
+            self.first_content_ns = self.now_ns
+
+    def _spend(self, text: str) -> bool:
+        """Whether `text` still fits the budget; a stream without end must not eat memory."""
+        self.text_budget -= len(text)
+        if self.text_budget >= 0:
+            return True
+        if "response text over the limit; the rest is not kept" not in self.problems:
+            self.problems.append("response text over the limit; the rest is not kept")
+        return False
+
+    def add_text(self, text: str, index: int = 0) -> None:
+        if text and self._spend(text):
+            self._content()
+            self.choice(index).text.append(text)
+            if self.record_deltas:
+                self.deltas.append({"index": index, "content": text})
+
+    def add_thinking(self, text: str, index: int = 0) -> None:
+        if text and self._spend(text):
+            self._content()
+            self.choice(index).thinking.append(text)
+
+    def tool_call(self, key: Any, index: int = 0) -> ToolCallBuilder:
+        """The tool call `key` (stream index or id) of choice `index`, created on first use."""
+        self._content()
+        calls = self.choice(index).tool_calls
+        tc = calls.get(key)
+        if tc is None:
+            tc = calls[key] = ToolCallBuilder()
+        return tc
+
+    def add_tool_arguments(self, key: Any, text: str, index: int = 0) -> None:
+        if text and self._spend(text):
+            self.tool_call(key, index).parts.append(text)
+            if self.record_deltas:
+                self.deltas.append({"index": index, "tool_call": key, "arguments": text})
+
+    def set_usage(self, usage: Usage | None) -> None:
+        if usage:
+            self.usage = usage
+
+    def problem(self, what: str) -> None:
+        if len(self.problems) < 20:
+            self.problems.append(what)
+
+    # --- output --------------------------------------------------------------------
+
+    def tool_calls(self) -> list[ToolCall]:
+        """Every tool call of every choice, in choice order."""
+        ordered = sorted(self.choices.values(), key=lambda c: c.index)
+        return [call for c in ordered for call in self.tool_calls_of(c)]
+
+    def choices_data(self) -> list[Choice]:
+        out: list[Choice] = []
+        for c in sorted(self.choices.values(), key=lambda c: c.index):
+            msg: Message = {"role": "assistant", "content": "".join(c.text)}
+            if c.thinking:
+                msg["thinking"] = "".join(c.thinking)
+            calls = self.tool_calls_of(c)
+            if calls:
+                msg["tool_calls"] = calls
+            choice: Choice = {"index": c.index, "message": msg}
+            fr = normalize_finish_reason(c.finish_reason)
+            if fr:
+                choice["finish_reason"] = fr
+            out.append(choice)
+        return out
+
+    def tool_calls_of(self, c: ChoiceBuilder) -> list[ToolCall]:
+        out: list[ToolCall] = []
+        for tc in c.tool_calls.values():
+            call: ToolCall = {"type": tc.type}
+            if tc.id:
+                call["id"] = tc.id
+            if tc.name:
+                call["name"] = tc.name
+            call["arguments"] = tc.arguments
+            out.append(call)
+        return out
+
+    def raw_finish_reason(self) -> str | None:
+        if self.finish_reason:
+            return self.finish_reason
+        first = self.choices.get(0) or next(iter(self.choices.values()), None)
+        return first.finish_reason if first else None
+
+
+# --- error bodies ---------------------------------------------------------------------
+
+
+def error_from_body(obj: Any, headers: Headers | None = None) -> ErrorInfo | None:
+    """The error every provider puts in its own shape, in the spec's {type, message, code}.
+
+    OpenAI `{"error": {"message", "type", "code"}}`, Anthropic `{"type": "error",
+    "error": {"type", "message"}}`, Gemini `{"error": {"code", "message", "status"}}`,
+    Ollama `{"error": "text"}`, Bedrock/Cohere `{"message": "text"}`.
+    """
+    err: ErrorInfo = {}
+    if isinstance(obj, dict):
+        inner = obj.get("error")
+        if isinstance(inner, dict):
+            src = inner
+        elif isinstance(inner, str):
+            src = {"message": inner}
+        else:
+            src = obj
+        msg = src.get("message") or src.get("detail")
+        if isinstance(msg, str):
+            err["message"] = msg[:2000]
+        etype = src.get("type") or src.get("status") or src.get("__type")
+        if isinstance(etype, str):
+            err["type"] = etype
+        code = src.get("code")
+        if code is not None and not isinstance(code, (dict, list)):
+            err["code"] = str(code)
+    if headers is not None and "type" not in err:
+        amz = headers.get("x-amzn-errortype")
+        if amz:
+            err["type"] = amz.split(":", 1)[0]
+    return err or None
+
+
+# --- the interface -------------------------------------------------------------------
+
+
+class ResponseAssembler:
+    """Feeds a response body, framed however the server framed it, to the builder.
+
+    Subclasses override the `on_*` hook for each framing their API uses. A hook
+    may raise `DecodeError` or trip over an unexpected JSON shape; either costs
+    that one message (recorded as a problem), never the rest of the stream.
+    """
+
+    def __init__(self, head: ResponseHead, builder: ResponseBuilder) -> None:
+        self.head = head
+        self.status = head.status
+        self.builder = builder
+        self.format = stream_format(head.headers)
+        self._sse = SseDecoder() if self.format is StreamFormat.SSE else None
+        self._ndjson = NdjsonDecoder() if self.format is StreamFormat.NDJSON else None
+        self._body = bytearray()
+        self.body_truncated = False
+        self.body_bytes = 0
+
+    # framing ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes, ts_ns: int) -> None:
+        self.builder.now_ns = ts_ns
+        self.body_bytes += len(data)
+        if self._sse is not None:
+            for msg in self._sse.feed(data):
+                self._guard(self.on_sse, msg)
+        elif self._ndjson is not None:
+            for line in self._ndjson.feed(data):
+                self._json_line(line)
+        else:
+            self.feed_other(data)
+
+    def feed_other(self, data: bytes) -> None:
+        """JSON (and anything not streamed): kept, up to a limit, for `finish`."""
+        if len(self._body) + len(data) > MAX_JSON_BODY:
+            self.body_truncated = True
+            return
+        self._body += data
+
+    def finish(self, ts_ns: int) -> None:
+        """The body is complete (or the connection ended); parse what is buffered."""
+        self.builder.now_ns = ts_ns
+        if self._sse is not None:
+            self._sse.flush()
+        elif self._ndjson is not None:
+            for line in self._ndjson.flush():
+                self._json_line(line)
+        elif self._body and not self.body_truncated:
+            self.finish_body(bytes(self._body))
+        if self.status >= 400 and self.builder.error is None:
+            self.builder.error = {"type": f"http_{self.status}"}
+
+    def finish_body(self, body: bytes) -> None:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            if self.status < 400:
+                self.builder.problem("response body is not valid JSON")
+            else:
+                text = body[:500].decode("utf-8", "replace").strip()
+                self.builder.error = {"type": f"http_{self.status}", "message": text}
+            return
+        if self.status >= 400:
+            self.builder.error = error_from_body(obj, self.head.headers)
+        else:
+            self._guard(self.on_json, obj)
+
+    def _json_line(self, line: bytes) -> None:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.builder.problem("invalid JSON line in stream")
+            return
+        self._guard(self.on_ndjson, obj)
+
+    def _guard(self, hook: Any, arg: Any) -> None:
+        try:
+            hook(arg)
+        except DecodeError as e:
+            self.builder.problem(str(e))
+        except SHAPE_ERRORS as e:
+            self.builder.problem(f"unexpected message shape: {type(e).__name__}: {e}"[:200])
+
+    def sse_json(self, msg: SseMessage) -> Any:
+        """An SSE message's data as JSON; `DecodeError` when it is not."""
+        try:
+            return orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            raise DecodeError(f"invalid JSON in SSE event {msg.event!r}") from None
+
+    # hooks -------------------------------------------------------------------------------
+
+    def on_json(self, obj: Any) -> None:
+        """A complete non-streamed JSON body (status < 400)."""
+
+    def on_sse(self, msg: SseMessage) -> None:
+        """One server-sent event."""
+
+    def on_ndjson(self, obj: Any) -> None:
+        """One line of an NDJSON stream."""
+
+
+class ApiDecoder:
+    """One API shape. Stateless: per-request state lives in the assembler it returns."""
+
+    name: ClassVar[str] = "unknown"
+    request_type: ClassVar[str] = "chat"
+
+    def matches(self, req: HttpRequest) -> bool:
+        raise NotImplementedError
+
+    def decode_request(self, req: HttpRequest) -> DecodedRequest:
+        raise NotImplementedError
+
+    def assembler(
+        self,
+        req: HttpRequest,
+        decoded: DecodedRequest,
+        head: ResponseHead,
+        builder: ResponseBuilder,
+    ) -> ResponseAssembler:
+        return ResponseAssembler(head, builder)
+
+
+# --- helpers shared by decoders --------------------------------------------------------
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def compact_usage(**values: int | None) -> Usage | None:
+    """A Usage with only the values the traffic carried: absent is not zero."""
+    usage = {k: v for k, v in values.items() if v is not None}
+    return usage or None  # type: ignore[return-value]
+
+
+def copy_parameters(body: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """Request parameters under the spec's names, e.g. {"max_completion_tokens": "max_tokens"}."""
+    params: dict[str, Any] = {}
+    for src, dst in mapping.items():
+        value = body.get(src)
+        if value is None or dst in params:
+            continue
+        if dst == "stop":
+            if isinstance(value, str):
+                value = [value]
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                continue
+        elif dst == "max_tokens":
+            value = as_int(value)
+            if value is None:
+                continue
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        params[dst] = value
+    return params
+
+
+def estimate_tokens(chars: int) -> int:
+    """About four characters a token for English text: a labelled estimate, never usage."""
+    return max(1, round(chars / 4)) if chars else 0

@@ -1,0 +1,332 @@
+"""OpenAI Chat Completions (`POST /v1/chat/completions`) and every server that copies it.
+
+Wire format: https://platform.openai.com/docs/api-reference/chat. Groq, Mistral,
+DeepSeek, xAI, Together, Fireworks, Perplexity, OpenRouter, Azure OpenAI, Ollama's
+`/v1` and LM Studio all speak it; their additions handled here are DeepSeek's
+`reasoning_content`, OpenRouter's `reasoning`, Groq's `x_groq.usage` and
+DeepSeek's `prompt_cache_hit_tokens`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oisp_sensor.decode.http1 import ResponseHead
+from oisp_sensor.decode.providers.base import (
+    ApiDecoder,
+    DecodedRequest,
+    HttpRequest,
+    ResponseAssembler,
+    ResponseBuilder,
+    ToolResultRef,
+    as_int,
+    compact_usage,
+    copy_parameters,
+    error_from_body,
+    estimate_tokens,
+)
+from oisp_sensor.decode.sse import SseMessage
+from oisp_sensor.events.data import AiRequestData, Message, ToolCall, ToolDefinition, Usage
+
+PARAMETERS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_completion_tokens": "max_tokens",
+    "max_tokens": "max_tokens",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "stop": "stop",
+    "n": "n",
+    "seed": "seed",
+}
+_ROLES = {"developer": "system"}
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+
+
+def content_text(content: Any) -> tuple[str, int]:
+    """Text of an OpenAI-style content value (string or parts array) and its image count."""
+    if isinstance(content, str):
+        return content, 0
+    if not isinstance(content, list):
+        return "", 0
+    texts: list[str] = []
+    images = 0
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict):
+            ptype = part.get("type")
+            if ptype in _IMAGE_PARTS:
+                images += 1
+            text = part.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+            elif isinstance(part.get("refusal"), str):
+                texts.append(part["refusal"])
+    return "\n".join(texts), images
+
+
+def make_message(role: str, text: str, images: int = 0) -> Message:
+    msg: Message = {"role": role, "content": text, "content_length": len(text)}
+    if images:
+        msg["has_images"] = True
+        msg["image_count"] = images
+    return msg
+
+
+def function_tools(tools: Any) -> list[ToolDefinition]:
+    """`[{type: function, function: {name, description}}]` (and the Responses flat form)."""
+    out: list[ToolDefinition] = []
+    if not isinstance(tools, list):
+        return out
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        fn: dict[str, Any] = tool["function"] if isinstance(tool.get("function"), dict) else tool
+        ttype = tool.get("type", "function")
+        td: ToolDefinition = {"type": ttype if ttype in _TOOL_TYPES else "other"}
+        name = fn.get("name") or (ttype if ttype != "function" else None)
+        if isinstance(name, str):
+            td["name"] = name
+        desc = fn.get("description")
+        if isinstance(desc, str):
+            td["description"] = desc
+        out.append(td)
+    return out
+
+
+_TOOL_TYPES = ("function", "code_interpreter", "file_search", "computer_use")
+
+
+def tool_choice_text(choice: Any) -> str | None:
+    if isinstance(choice, str):
+        return choice
+    if isinstance(choice, dict):
+        ctype = choice.get("type")
+        if ctype in ("auto", "none", "required"):
+            return str(ctype)
+        if ctype == "allowed_tools":
+            return str(choice.get("mode") or "auto")
+        return "specific"
+    return None
+
+
+def openai_usage(raw: Any) -> Usage | None:
+    """OpenAI usage -> OISP usage. Cached tokens are already part of prompt_tokens."""
+    if not isinstance(raw, dict):
+        return None
+    prompt_details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
+    completion_details = (
+        raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
+    )
+    prompt = as_int(raw.get("prompt_tokens", raw.get("input_tokens")))
+    completion = as_int(raw.get("completion_tokens", raw.get("output_tokens")))
+    total = as_int(raw.get("total_tokens"))
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    cached = (
+        as_int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None
+    )
+    if cached is None:
+        cached = as_int(raw.get("prompt_cache_hit_tokens"))  # DeepSeek
+    reasoning = (
+        as_int(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, dict)
+        else None
+    )
+    return compact_usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+    )
+
+
+def history_tool_calls(raw: Any) -> list[ToolCall]:
+    out: list[ToolCall] = []
+    if not isinstance(raw, list):
+        return out
+    for tc in raw:
+        if not isinstance(tc, dict):
+            continue
+        fn: dict[str, Any] = tc["function"] if isinstance(tc.get("function"), dict) else {}
+        call: ToolCall = {"type": str(tc.get("type") or "function")}
+        if isinstance(tc.get("id"), str):
+            call["id"] = tc["id"]
+        if isinstance(fn.get("name"), str):
+            call["name"] = fn["name"]
+        args = fn.get("arguments")
+        if isinstance(args, (str, dict)):
+            call["arguments"] = args
+        out.append(call)
+    return out
+
+
+class OpenAIChat(ApiDecoder):
+    name = "openai.chat"
+    request_type = "chat"
+
+    def matches(self, req: HttpRequest) -> bool:
+        return req.method == "POST" and req.path.endswith("/chat/completions")
+
+    def decode_request(self, req: HttpRequest) -> DecodedRequest:
+        body = req.json()
+        if not isinstance(body, dict):
+            return DecodedRequest(
+                data={"request_type": "chat"}, partial_reason="request body is not a JSON object"
+            )
+        data: AiRequestData = {"request_type": "chat"}
+        messages: list[Message] = []
+        tool_results: list[ToolResultRef] = []
+        system: list[str] = []
+        first_user: str | None = None
+        images = chars = 0
+        raw_messages = body.get("messages")
+        for raw in raw_messages if isinstance(raw_messages, list) else []:
+            if not isinstance(raw, dict):
+                continue
+            role = str(raw.get("role") or "user")
+            role = _ROLES.get(role, role)
+            text, n_img = content_text(raw.get("content"))
+            chars += len(text)
+            images += n_img
+            msg = make_message(role if role in _VALID_ROLES else "user", text, n_img)
+            if isinstance(raw.get("name"), str):
+                msg["name"] = raw["name"]
+            calls = history_tool_calls(raw.get("tool_calls"))
+            if calls:
+                msg["tool_calls"] = calls
+            if role == "tool" and isinstance(raw.get("tool_call_id"), str):
+                msg["tool_call_id"] = raw["tool_call_id"]
+                tool_results.append(ToolResultRef(raw["tool_call_id"], text, name=raw.get("name")))
+            if role == "system":
+                system.append(text)
+            elif role == "user" and first_user is None:
+                first_user = text
+            messages.append(msg)
+        data["messages"] = messages
+        data["messages_count"] = len(messages)
+        data["has_system_prompt"] = bool(system)
+        tools = function_tools(body.get("tools") or body.get("functions"))
+        if tools:
+            data["tools"] = tools
+            data["tools_count"] = len(tools)
+        choice = tool_choice_text(body.get("tool_choice", body.get("function_call")))
+        if choice:
+            data["tool_choice"] = choice
+        params = copy_parameters(body, PARAMETERS)
+        if params:
+            data["parameters"] = params
+        if images:
+            data["has_images"] = True
+            data["image_count"] = images
+        data["estimated_tokens"] = estimate_tokens(chars)
+        streaming = body.get("stream") is True
+        data["streaming"] = streaming
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        return DecodedRequest(
+            data=data,
+            model=model,
+            streaming=streaming,
+            system_prompt="\n".join(system) if system else None,
+            first_user_message=first_user,
+            tool_results=tool_results,
+        )
+
+    def assembler(
+        self,
+        req: HttpRequest,
+        decoded: DecodedRequest,
+        head: ResponseHead,
+        builder: ResponseBuilder,
+    ) -> ResponseAssembler:
+        return ChatAssembler(head, builder)
+
+
+_VALID_ROLES = ("system", "user", "assistant", "tool", "function")
+
+
+class ChatAssembler(ResponseAssembler):
+    def on_json(self, obj: Any) -> None:
+        b = self.builder
+        self._common(obj)
+        for choice in obj.get("choices") or []:
+            index = as_int(choice.get("index")) or 0
+            msg = choice.get("message") or {}
+            text, _ = content_text(msg.get("content"))
+            b.add_text(text or msg.get("refusal") or "", index)
+            b.add_thinking(_reasoning(msg), index)
+            for i, tc in enumerate(msg.get("tool_calls") or []):
+                fn = tc.get("function") or {}
+                call = b.tool_call(i, index)
+                call.id, call.name = tc.get("id"), fn.get("name")
+                call.type = tc.get("type") or "function"
+                args = fn.get("arguments")
+                if isinstance(args, str):
+                    call.parts.append(args)
+                elif isinstance(args, dict):  # Ollama's /v1 sometimes sends an object
+                    call.arguments_obj = args
+            if msg.get("function_call"):  # legacy functions API
+                fn = msg["function_call"]
+                call = b.tool_call("function_call", index)
+                call.name = fn.get("name")
+                call.parts.append(fn.get("arguments") or "")
+            b.choice(index).finish_reason = choice.get("finish_reason")
+
+    def on_sse(self, msg: SseMessage) -> None:
+        if msg.data == "[DONE]":
+            return
+        obj = self.sse_json(msg)
+        b = self.builder
+        if "error" in obj and not obj.get("choices"):
+            b.error = error_from_body(obj)
+            return
+        self._common(obj)
+        for choice in obj.get("choices") or []:
+            index = as_int(choice.get("index")) or 0
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str):
+                b.add_text(content, index)
+            if isinstance(delta.get("refusal"), str):
+                b.add_text(delta["refusal"], index)
+            b.add_thinking(_reasoning(delta), index)
+            for tc in delta.get("tool_calls") or []:
+                key = as_int(tc.get("index"))
+                if key is None:
+                    key = tc.get("id") or len(b.choice(index).tool_calls)
+                call = b.tool_call(key, index)
+                fn = tc.get("function") or {}
+                if tc.get("id"):
+                    call.id = tc["id"]
+                if fn.get("name"):
+                    call.name = fn["name"]
+                if tc.get("type"):
+                    call.type = tc["type"]
+                args = fn.get("arguments")
+                if isinstance(args, str):
+                    b.add_tool_arguments(key, args, index)
+            if choice.get("finish_reason"):
+                b.choice(index).finish_reason = choice["finish_reason"]
+
+    def _common(self, obj: dict[str, Any]) -> None:
+        b = self.builder
+        if isinstance(obj.get("id"), str) and not b.provider_request_id:
+            b.provider_request_id = obj["id"]
+        if isinstance(obj.get("model"), str):
+            b.model = obj["model"]
+        usage = obj.get("usage")
+        if usage is None and isinstance(obj.get("x_groq"), dict):
+            usage = obj["x_groq"].get("usage")
+        b.set_usage(openai_usage(usage))
+        if isinstance(obj.get("system_fingerprint"), str):
+            b.attrs["system_fingerprint"] = obj["system_fingerprint"]
+
+
+def _reasoning(msg: dict[str, Any]) -> str:
+    for key in ("reasoning_content", "reasoning"):
+        value = msg.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
