@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -68,14 +69,28 @@ class Pipeline:
     # --- capture side ---------------------------------------------------------------------
 
     def submit(self, raw: RawCapture) -> bool:
-        """Hand over one capture; False (and counted) when the queue is full."""
+        """Hand over one capture; False (and counted) when the queue is full.
+
+        After a drop, the connection's next accepted capture carries `gap_before`: the
+        gap is where the lost bytes were, not at whichever of its captures (maybe one
+        queued before the drop) the consumer happens to reach first.
+        """
+        key = raw.connection_key
+        gap = key in self._gaps
         try:
-            self.queue.put_nowait(raw)
-            return True
+            self.queue.put_nowait(dataclasses.replace(raw, gap_before=True) if gap else raw)
         except asyncio.QueueFull:
             self.counters.inc("capture.dropped")
-            self._gaps.add(raw.connection_key)
+            self._gaps.add(key)
             return False
+        if gap:
+            self._gaps.discard(key)
+        return True
+
+    def has_room(self) -> bool:
+        """Whether `submit` would accept now: sources that can wait (the bridge) ask first,
+        because a refused submit marks the connection as having lost bytes."""
+        return not self.queue.full()
 
     def add_listener(self, listener: EventListener) -> None:
         """Called with every event that reaches the sinks (e.g. the `run` summary)."""
@@ -86,11 +101,7 @@ class Pipeline:
     def process(self, raw: RawCapture) -> list[Event]:
         """Decode, enrich and redact one capture. Synchronous, so replay uses it directly."""
         key = raw.connection_key
-        if key in self._gaps:
-            self._gaps.discard(key)
-            events = self.decoder.mark_gap(key, raw.timestamp_ns)
-        else:
-            events = []
+        events = self.decoder.mark_gap(key, raw.timestamp_ns) if raw.gap_before else []
         try:
             events += self.decoder.feed(raw)
         except Exception:
@@ -125,6 +136,16 @@ class Pipeline:
                 runner.offer(event)
             for listener in self._listeners:
                 listener(event)
+
+    async def wait_for_sinks(self) -> None:
+        """For sources that can wait (replay): let every sink's queue drain below half.
+
+        `publish` never blocks, so a producer that never awaits would fill the sink
+        queues and lose events to their overflow counters.
+        """
+        for runner in self.runners:
+            while runner.queue.qsize() > runner.queue.maxsize // 2:
+                await asyncio.sleep(0.001)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -23,8 +23,12 @@ from oisp_sensor.sinks.jsonl import JsonlSink, encode
 log = logging.getLogger(__name__)
 
 
-def replay_file(path: Path, pipeline: Pipeline) -> int:
-    """Feed every valid line to the pipeline; bad lines are logged, counted and skipped."""
+async def replay_file(path: Path, pipeline: Pipeline) -> int:
+    """Feed every valid line to the pipeline; bad lines are logged, counted and skipped.
+
+    Sinks drain between lines (`wait_for_sinks`): a file may hold far more events than
+    a sink queue, and replay must write every one of them.
+    """
     bad = 0
     with path.open("rb") as f:
         for lineno, line in enumerate(f, 1):
@@ -38,6 +42,7 @@ def replay_file(path: Path, pipeline: Pipeline) -> int:
                 log.warning("%s:%d: skipped: %s", path, lineno, e)
                 continue
             pipeline.publish(pipeline.process(raw))
+            await pipeline.wait_for_sinks()
     return bad
 
 
@@ -75,7 +80,7 @@ def replay(
     async def go() -> int:
         await pipeline.start()
         try:
-            return replay_file(raw_file, pipeline)
+            return await replay_file(raw_file, pipeline)
         finally:
             await pipeline.stop()
 

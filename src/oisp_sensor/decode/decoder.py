@@ -41,13 +41,17 @@ from oisp_sensor.decode.http1 import (
 from oisp_sensor.decode.models import model_family
 from oisp_sensor.decode.providers import find_decoder
 from oisp_sensor.decode.providers.base import (
+    SHAPE_ERRORS,
     ApiDecoder,
     DecodedRequest,
     HttpRequest,
     ResponseAssembler,
     ResponseBuilder,
+    as_str,
+    loads,
     normalize_finish_reason,
 )
+from oisp_sensor.decode.providers.toolids import is_synthetic
 from oisp_sensor.decode.registry import ProviderRegistry, ProviderSpec
 from oisp_sensor.errors import DecodeError
 from oisp_sensor.events import CaptureKind, ConnKey, Event, EventType, RawCapture
@@ -105,7 +109,19 @@ RESPONSE_HEADERS = frozenset(
         "x-oisp-sensor-error",
     }
 )
+# Enum members cost ~150 ns per lookup on Python 3.11; the per-read path uses these.
+_CLIENT, _SERVER = Side.CLIENT, Side.SERVER
+_CONN_OPEN, _CONN_CLOSE = CaptureKind.CONN_OPEN, CaptureKind.CONN_CLOSE
+_SSL_WRITE = CaptureKind.SSL_WRITE
+
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id")
+
+
+# The spec's confidence.process_attribution values; a source claiming anything else
+# gets "unknown" rather than an event that fails validation.
+ATTRIBUTIONS = frozenset(
+    {"direct", "socket_inode", "cgroup", "timing_correlation", "heuristic", "unknown"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +153,8 @@ class ConnInfo:
         self.capture_method = raw.capture_method
         if raw.pid is not None and (self.process is None or "name" not in self.process):
             self.process, self.actor = process_from_raw(raw)
-            self.attribution = str(raw.metadata.get("attribution") or "direct")
+            attribution = raw.metadata.get("attribution") or "direct"
+            self.attribution = attribution if attribution in ATTRIBUTIONS else "unknown"
 
 
 def process_from_raw(raw: RawCapture) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -185,6 +202,7 @@ class _Exchange:
     # response side
     response: ResponseHead | None = None
     response_started_ns: int = 0
+    response_last_ns: int = 0  # capture time of the last response byte seen
     response_decoder: ContentDecoder | None = None
     assembler: ResponseAssembler | None = None
     builder: ResponseBuilder | None = None
@@ -209,6 +227,7 @@ class ConnectionDecoder:
         self.last_ns = 0
         self._unanswered: deque[_Exchange] = deque()
         self._request: _Exchange | None = None  # the request being read
+        self._request_first_ns: int | None = None  # when the next request's first byte came
         self._response: _Exchange | None = None  # the exchange whose response is being read
 
     # --- input ----------------------------------------------------------------------------
@@ -219,13 +238,22 @@ class ConnectionDecoder:
             return []
         out: list[Event] = []
         try:
-            events = (
-                self.http.feed_client(data) if side is Side.CLIENT else self.http.feed_server(data)
-            )
-            self._handle(events, ts_ns, out)
+            if side is _CLIENT:
+                self._request_bytes_at(ts_ns)
+                self._handle(self.http.feed_client(data), ts_ns, out)
+                if self.http.client_buffered:  # the next request may have begun in this read
+                    self._request_bytes_at(ts_ns)
+            else:
+                self._handle(self.http.feed_server(data), ts_ns, out)
         except DecodeError as e:
             self._break(str(e), ts_ns, out)
         return out
+
+    def _request_bytes_at(self, ts_ns: int) -> None:
+        """A request starts with its first byte, which may come reads before its head is
+        complete (DESIGN.md §3: latency counts from the first request byte)."""
+        if self._request_first_ns is None:
+            self._request_first_ns = ts_ns
 
     def close(self, ts_ns: int) -> list[Event]:
         """The connection ended: close-delimited bodies end, everything in flight is emitted."""
@@ -279,7 +307,7 @@ class ConnectionDecoder:
     def _handle(self, events: list[HttpEvent], ts_ns: int, out: list[Event]) -> None:
         for ev in events:
             if isinstance(ev, Body):
-                if ev.side is Side.SERVER:
+                if ev.side is _SERVER:
                     self._response_body(ev.data, ts_ns, out)
                 else:
                     self._request_body(ev.data)
@@ -289,7 +317,7 @@ class ConnectionDecoder:
                 else:
                     self._response_head(ev.head, ts_ns, out)
             elif isinstance(ev, End):
-                if ev.side is Side.CLIENT:
+                if ev.side is _CLIENT:
                     self._request_end(ts_ns, out)
                 else:
                     self._response_end(ts_ns, out)
@@ -302,18 +330,23 @@ class ConnectionDecoder:
     def _request_head(self, head: RequestHead, ts_ns: int) -> None:
         host, port = self._target(head)
         provider = self.ctx.registry.detect(host, port)
+        started = self._request_first_ns if self._request_first_ns is not None else ts_ns
         ex = _Exchange(
             head=head,
-            started_ns=ts_ns,
+            started_ns=started,
             provider=provider,
             host=host or "",
             port=port,
             request_id="req_" + new_ulid(ts_ns),
         )
         if provider is not None:
-            ex.body_decoder = content_decoder(
-                head.headers.get("content-encoding"), self.ctx.limits.max_body_bytes
-            )
+            try:
+                ex.body_decoder = content_decoder(
+                    head.headers.get("content-encoding"), self.ctx.limits.max_body_bytes
+                )
+            except DecodeError as e:  # an unknown coding costs this body, not the connection
+                ex.problems.append(f"request body: {e}")
+                ex.body_truncated = True
         else:
             self.ctx.counters.inc("decode.non_ai_requests")
         if len(self._unanswered) >= self.ctx.limits.max_pending_exchanges:
@@ -370,10 +403,13 @@ class ConnectionDecoder:
     def _request_end(self, ts_ns: int, out: list[Event]) -> None:
         ex = self._request
         self._request = None
+        self._request_first_ns = None
         if ex is None or not ex.tracked:
             return
         ex.request_done = True
         ex.ended_ns = ts_ns
+        if ex.request_event is not None:
+            return  # emitted already, when the response came before the body ended
         if ex.body_decoder is not None and not ex.body_truncated:
             try:
                 ex.body += ex.body_decoder.flush()
@@ -408,7 +444,12 @@ class ConnectionDecoder:
             ctx.counters.inc("decode.ignored_requests")
             ex.provider = None
             return
-        decoded = ex.api.decode_request(req)
+        try:
+            decoded = ex.api.decode_request(req)
+        except SHAPE_ERRORS as e:  # JSON of a shape the API never sends: flagged, not fatal
+            decoded = DecodedRequest(
+                data={}, partial_reason=f"unexpected request shape: {type(e).__name__}"
+            )
         ex.decoded = decoded
         data: dict[str, Any] = {"request_id": ex.request_id}
         who = str((self.info.process or {}).get("pid") or self.info.remote_host or "")
@@ -428,6 +469,9 @@ class ConnectionDecoder:
         event = self._event(EventType.AI_REQUEST, ex.started_ns, data, ex.provider)
         event.capture_point = "ssl_write" if self.info.capture_method == "tls_boundary" else None
         event.attrs["api"] = ex.api.name
+        event.attrs.update(decoded.attrs)
+        if "api-version" in req.query:  # Azure OpenAI and Azure AI: the API's dated version
+            event.attrs["api_version"] = req.query["api-version"][0]
         event.attrs["http"] = {
             "method": ex.head.method,
             "path": req.path,
@@ -452,7 +496,7 @@ class ConnectionDecoder:
         self, ex: _Exchange, decoded: DecodedRequest, request: Event, out: list[Event]
     ) -> None:
         for ref in decoded.tool_results:
-            call = self.ctx.tools.take(ref.call_id)
+            call = self.ctx.tools.take(_call_key(ex, ref.call_id))
             if call is None:
                 continue  # an old result re-sent with the history, or a call we never saw
             content = ref.content or ""
@@ -484,7 +528,7 @@ class ConnectionDecoder:
         ex = self._unanswered.popleft()
         self._response = ex
         ex.response = head
-        ex.response_started_ns = ts_ns
+        ex.response_started_ns = ex.response_last_ns = ts_ns
         if not ex.tracked:
             return
         if not ex.request_done and ex.request_event is None:
@@ -496,7 +540,11 @@ class ConnectionDecoder:
             record_deltas=self.ctx.record_chunks, text_budget=self.ctx.limits.max_text_chars
         )
         assert ex.http is not None
-        ex.assembler = ex.api.assembler(ex.http, ex.decoded, head, ex.builder)
+        try:
+            ex.assembler = ex.api.assembler(ex.http, ex.decoded, head, ex.builder)
+        except SHAPE_ERRORS as e:  # the request's JSON had a shape the API never sends
+            ex.problems.append(f"unexpected request shape: {type(e).__name__}")
+            ex.assembler = ResponseAssembler(head, ex.builder)  # frames the body, reads nothing
         try:
             ex.response_decoder = content_decoder(
                 head.headers.get("content-encoding"), self.ctx.limits.max_body_bytes
@@ -508,6 +556,7 @@ class ConnectionDecoder:
         ex = self._response
         if ex is None or ex.assembler is None or ex.response_decoder is None:
             return
+        ex.response_last_ns = ts_ns
         try:
             data = ex.response_decoder.decode(data)
         except DecodeError as e:
@@ -578,12 +627,12 @@ class ConnectionDecoder:
         data: AiResponseData = {"request_id": ex.request_id}
         if ex.conversation:
             data["conversation_id"] = ex.conversation
-        if builder.provider_request_id:
-            data["provider_request_id"] = builder.provider_request_id
+        if provider_request_id := as_str(builder.provider_request_id):
+            data["provider_request_id"] = provider_request_id
         data["provider"] = self._provider_info(ex, ex.http)
         model = self._model_info(
-            builder.model
-            or (ex.decoded.model if ex.decoded else None)
+            as_str(builder.model)
+            or (as_str(ex.decoded.model) if ex.decoded else None)
             or self._model_from_path(ex.http)
         )
         if model:
@@ -614,7 +663,10 @@ class ConnectionDecoder:
         if builder.usage:
             data["usage"] = builder.usage
         if head is not None:  # absent is not zero: no response, no latency
-            data["latency_ms"] = max(0, (ts_ns - ex.started_ns) // 1_000_000)
+            # The last response byte, not `ts_ns`: a close-delimited body ends when the
+            # connection closes, which may be long after its last byte arrived.
+            last = ex.response_last_ns or ts_ns
+            data["latency_ms"] = max(0, (last - ex.started_ns) // 1_000_000)
         streaming = bool(ex.decoded and ex.decoded.streaming) or (
             assembler is not None and assembler.format.value in ("sse", "ndjson", "eventstream")
         )
@@ -677,7 +729,7 @@ class ConnectionDecoder:
         args = call.get("arguments")
         if isinstance(args, str) and args:
             try:
-                parsed = orjson.loads(args)
+                parsed = loads(args)
             except orjson.JSONDecodeError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -693,7 +745,9 @@ class ConnectionDecoder:
         out.append(event)
         self.ctx.counters.inc("events.agent_tool_call")
         if call_id:
-            self.ctx.tools.remember(call_id, PendingCall(event.event_id, ts_ns, name))
+            self.ctx.tools.remember(
+                _call_key(ex, call_id), PendingCall(event.event_id, ts_ns, name)
+            )
 
     # --- envelope ------------------------------------------------------------------------
 
@@ -765,6 +819,11 @@ class ConnectionDecoder:
         return None
 
 
+def _call_key(ex: _Exchange, call_id: str) -> str:
+    """Derived call ids (providers/toolids.py) repeat across conversations: match within one."""
+    return f"{ex.conversation}|{call_id}" if is_synthetic(call_id) else call_id
+
+
 def _allowed(headers: Headers, names: frozenset[str]) -> dict[str, str]:
     return {k: v for k, v in headers if k in names or k.startswith("x-ratelimit-")}
 
@@ -820,26 +879,32 @@ class Decoder:
     def feed(self, raw: RawCapture) -> list[Event]:
         key = raw.connection_key
         kind = raw.kind
-        if kind is CaptureKind.CONN_CLOSE:
+        if kind is _CONN_CLOSE:
             conn = self._conns.pop(key, None)
             return conn.close(raw.timestamp_ns) if conn is not None else []
         conn = self._conns.get(key)
+        out: list[Event] = []
+        if kind is _CONN_OPEN:
+            # A new connection under a key still in use (pid and fd reused, the close
+            # lost): the old connection ended, and the new one starts from nothing.
+            if conn is not None:
+                out = self._conns.pop(key).close(raw.timestamp_ns)
+            return out + self._network_connect(raw, self._open(key, raw, out))
         if conn is None:
-            conn = self._open(key, raw)
-            if conn is None:
-                return []
+            conn = self._open(key, raw, out)
         else:
             self._conns.move_to_end(key)
             conn.info.update(raw)
-        if kind is CaptureKind.CONN_OPEN:
-            return self._network_connect(raw, conn)
-        self.counters.inc("capture.bytes", len(raw.data))
-        if not raw.data:
-            return []
-        side = Side.CLIENT if kind is CaptureKind.SSL_WRITE else Side.SERVER
-        return conn.feed(side, raw.data, raw.timestamp_ns)
+        data = raw.data
+        self.counters.inc("capture.bytes", len(data))
+        if not data:
+            return out
+        events = conn.feed(_CLIENT if kind is _SSL_WRITE else _SERVER, data, raw.timestamp_ns)
+        return out + events if out else events
 
-    def _open(self, key: ConnKey, raw: RawCapture) -> ConnectionDecoder | None:
+    def _open(self, key: ConnKey, raw: RawCapture, out: list[Event]) -> ConnectionDecoder:
+        """A decoder for a new connection; past the limit, the least recently active
+        connection is dropped, and what it had in flight goes to `out` flagged partial."""
         info = ConnInfo()
         info.update(raw)
         conn = ConnectionDecoder(key, info, self)
@@ -848,6 +913,10 @@ class Decoder:
         while len(self._conns) > self.limits.max_connections:
             _, old = self._conns.popitem(last=False)
             self.counters.inc("decode.connections_evicted")
+            if not old.broken:
+                old._flush_in_flight(
+                    "connection evicted: too many open connections", old.last_ns, out
+                )
             old.broken = "evicted"
         return conn
 

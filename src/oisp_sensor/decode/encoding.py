@@ -48,31 +48,30 @@ class ZlibDecoder:
     """gzip (possibly multi-member) or deflate.
 
     "deflate" is meant to be zlib-wrapped (RFC 9110 §8.4.1.2) but some servers send
-    a raw deflate stream; like browsers and httpx we accept both.
+    a raw deflate stream; like browsers we tell them apart by the zlib header
+    (RFC 1950 §2.2), which needs the first two bytes — and they may come one at a time.
     """
 
     def __init__(self, gzip: bool, limit: int) -> None:
         self._gzip = gzip
         self._budget = _Budget(limit)
-        self._first = True
+        self._head: bytes | None = None if gzip else b""  # deflate: bytes before the choice
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
 
     def decode(self, data: bytes) -> bytes:
-        out = bytearray()
+        if self._head is not None:
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return b""
+            self._head = None
+            wbits = zlib.MAX_WBITS if _zlib_header(data) else -zlib.MAX_WBITS
+            self._obj = zlib.decompressobj(wbits)
+        out: list[bytes] = []  # joined at the end: one piece is returned without a copy
         try:
             while data:
-                if self._first and not self._gzip:
-                    self._first = False
-                    try:
-                        probe = zlib.decompressobj(zlib.MAX_WBITS)
-                        chunk = probe.decompress(data, self._budget.left + 1)
-                        self._obj = probe
-                    except zlib.error:
-                        self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-                        chunk = self._obj.decompress(data, self._budget.left + 1)
-                else:
-                    chunk = self._obj.decompress(data, self._budget.left + 1)
-                out += self._budget.spend(chunk)
+                chunk = self._obj.decompress(data, self._budget.left + 1)
+                out.append(self._budget.spend(chunk))
                 data = self._obj.unconsumed_tail
                 if self._obj.eof:
                     # gzip allows several members back to back (RFC 1952 §2.2).
@@ -82,13 +81,23 @@ class ZlibDecoder:
                     self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
         except zlib.error as e:
             raise DecodeError(f"bad {'gzip' if self._gzip else 'deflate'} data: {e}") from e
-        return bytes(out)
+        return b"".join(out)
 
     def flush(self) -> bytes:
         try:
+            if self._head:  # a one-byte body: whatever it is, it is not a zlib stream
+                self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+                head, self._head = self._head, None
+                return self.decode(head) + self._budget.spend(self._obj.flush())
             return self._budget.spend(self._obj.flush())
         except zlib.error as e:
             raise DecodeError(f"bad compressed data at end: {e}") from e
+
+
+def _zlib_header(data: bytes) -> bool:
+    """CM = 8 (deflate), CINFO <= 7, and the FCHECK bits make CMF*256+FLG a multiple of 31."""
+    cmf, flg = data[0], data[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0
 
 
 class BrotliDecoder:
@@ -97,17 +106,18 @@ class BrotliDecoder:
         self._budget = _Budget(limit)
 
     def decode(self, data: bytes) -> bytes:
-        out = bytearray()
         try:
             chunk = self._obj.process(data, output_buffer_limit=self._budget.left + 1)
-            out += self._budget.spend(chunk)
+            out = [self._budget.spend(chunk)]
             while not self._obj.can_accept_more_data():
-                out += self._budget.spend(
-                    self._obj.process(b"", output_buffer_limit=self._budget.left + 1)
+                out.append(
+                    self._budget.spend(
+                        self._obj.process(b"", output_buffer_limit=self._budget.left + 1)
+                    )
                 )
         except brotli.error as e:
             raise DecodeError(f"bad brotli data: {e}") from e
-        return bytes(out)
+        return b"".join(out)
 
     def flush(self) -> bytes:
         return b""

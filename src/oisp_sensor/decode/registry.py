@@ -128,7 +128,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
             "aiplatform.googleapis.com",
             *(f"{r}-aiplatform.googleapis.com" for r in _VERTEX_REGIONS),
         ),
-        apis=("gemini",),
+        apis=("gemini", *OPENAI_APIS),  # …/v1beta/openai/chat/completions too
         display="Google Gemini",
     ),
     ProviderSpec(
@@ -147,16 +147,22 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "cohere",
         "cohere",
         ("api.cohere.com", "api.cohere.ai"),
-        apis=("cohere.chat", "openai.chat", "openai.embeddings"),
+        apis=("cohere.chat", "cohere.embed", "openai.chat", "openai.embeddings"),
         display="Cohere",
     ),
     ProviderSpec("deepseek", "other", ("api.deepseek.com",), display="DeepSeek"),
-    ProviderSpec("xai", "other", ("api.x.ai",), display="xAI"),
+    ProviderSpec("xai", "other", ("api.x.ai",), apis=("xai.chat", *OPENAI_APIS), display="xAI"),
     ProviderSpec(
         "together", "together", ("api.together.xyz", "api.together.ai"), display="Together AI"
     ),
     ProviderSpec("fireworks", "fireworks", ("api.fireworks.ai",), display="Fireworks AI"),
-    ProviderSpec("perplexity", "other", ("api.perplexity.ai",), display="Perplexity"),
+    ProviderSpec(
+        "perplexity",
+        "other",
+        ("api.perplexity.ai",),
+        apis=("perplexity.chat", *OPENAI_APIS),
+        display="Perplexity",
+    ),
     ProviderSpec("openrouter", "other", ("openrouter.ai",), display="OpenRouter"),
     ProviderSpec(
         "ollama",

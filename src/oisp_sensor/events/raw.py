@@ -10,7 +10,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -25,6 +25,12 @@ class CaptureKind(StrEnum):
 
 
 ConnKey = tuple[Any, ...]
+_KINDS = {k.value: k for k in CaptureKind}
+
+# The spec's `source.capture_method` values a capture source may claim.
+CAPTURE_METHODS = frozenset(
+    {"tls_boundary", "mitm_proxy", "ebpf_uprobe", "ebpf_kprobe", "syscall_intercept", "other"}
+)
 
 # Metadata keys the bridge format defines; anything else a source sends is kept too.
 _META_INT = ("uid", "fd", "ppid")
@@ -47,6 +53,9 @@ class RawCapture:
     # How the bytes were obtained: "mitm_proxy" for the relay, "tls_boundary" for
     # agents that read plaintext at SSL_read/SSL_write (the bridge's default).
     capture_method: str = "tls_boundary"
+    # Set by the pipeline, never on the wire: bytes of this connection were lost
+    # (dropped on a full queue) just before this capture.
+    gap_before: bool = False
 
     @property
     def connection_key(self) -> ConnKey:
@@ -83,44 +92,58 @@ class RawCapture:
 
     @classmethod
     def from_json_line(cls, line: bytes | str) -> RawCapture:
-        """Parse one bridge line. Every kind of malformation is a `DecodeError` that says what."""
+        """Parse one bridge line. Every kind of malformation is a `DecodeError` that says what.
+
+        Values end up in events (pid, uid, port, capture method), so they are checked
+        against what the OISP schema allows here, where the error can name the field.
+        """
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as e:
             raise DecodeError(f"not JSON: {e}") from e
         if not isinstance(obj, dict):
-            raise DecodeError("not a JSON object")
-        try:
-            kind = CaptureKind(str(obj.get("kind")))
-        except ValueError:
-            raise DecodeError(f"unknown kind {obj.get('kind')!r}") from None
+            raise DecodeError(f"not a JSON object but {type(obj).__name__}")
+        kind_name = obj.get("kind")
+        if not isinstance(kind_name, str) or kind_name not in _KINDS:
+            raise DecodeError(
+                f"unknown kind {kind_name!r}"[:80] + f" (expected one of {', '.join(_KINDS)})"
+            )
+        kind = _KINDS[kind_name]
         ts = obj.get("timestamp_ns")
-        if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+        if not _is_int(ts) or ts < 0:
             raise DecodeError("timestamp_ns must be a non-negative integer")
-        raw_data = obj.get("data") or ""
+        raw_data = obj.get("data")
+        if raw_data is None:
+            raw_data = ""
         if not isinstance(raw_data, str):
             raise DecodeError("data must be a base64 string")
         try:
             data = base64.b64decode(raw_data, validate=True)
         except (binascii.Error, ValueError) as e:
             raise DecodeError(f"bad base64 in data: {e}") from e
-        metadata = obj.get("metadata") or {}
+        metadata = obj.get("metadata")
+        if metadata is None:
+            metadata = {}
         if not isinstance(metadata, dict):
             raise DecodeError("metadata must be an object")
         for key in _META_INT:
-            if key in metadata and not _is_int(metadata[key]):
-                raise DecodeError(f"metadata.{key} must be an integer")
+            if key in metadata and not _is_count(metadata[key]):
+                raise DecodeError(f"metadata.{key} must be a non-negative integer")
         pid, tid, port = obj.get("pid"), obj.get("tid"), obj.get("remote_port")
-        for name, value in (("pid", pid), ("tid", tid), ("remote_port", port)):
-            if value is not None and not _is_int(value):
-                raise DecodeError(f"{name} must be an integer")
+        for name, value in (("pid", pid), ("tid", tid)):
+            if value is not None and not _is_count(value):
+                raise DecodeError(f"{name} must be a non-negative integer")
+        if port is not None and not (_is_int(port) and 0 <= port <= 65535):
+            raise DecodeError("remote_port must be an integer from 0 to 65535")
         host, rid, conn_id = obj.get("remote_host"), obj.get("id"), obj.get("conn_id")
         for name, value in (("remote_host", host), ("id", rid)):
             if value is not None and not isinstance(value, str):
                 raise DecodeError(f"{name} must be a string")
-        if conn_id is not None and not isinstance(conn_id, (str, int)):
+        if conn_id is not None and not (isinstance(conn_id, str) or _is_int(conn_id)):
             raise DecodeError("conn_id must be a string or integer")
         method = obj.get("capture_method", "tls_boundary")
+        if not isinstance(method, str) or method not in CAPTURE_METHODS:
+            raise DecodeError(f"capture_method must be one of {sorted(CAPTURE_METHODS)}")
         return cls(
             kind=kind,
             timestamp_ns=ts,
@@ -132,9 +155,14 @@ class RawCapture:
             metadata=metadata,
             remote_host=host,
             remote_port=port,
-            capture_method=method if isinstance(method, str) else "tls_boundary",
+            capture_method=method,
         )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    """pid, tid, uid, fd...: the schema's non-negative integers."""
+    return _is_int(value) and value >= 0

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from oisp_sensor.decode.providers.anthropic import AnthropicMessages
 from oisp_sensor.decode.providers.base import ApiDecoder, HttpRequest
+from oisp_sensor.decode.providers.bedrock import BedrockConverse, BedrockInvoke
+from oisp_sensor.decode.providers.cohere import CohereChat, CohereEmbed
+from oisp_sensor.decode.providers.gemini import Gemini
 from oisp_sensor.decode.providers.generic import UnknownEndpoint
+from oisp_sensor.decode.providers.ollama import OllamaChat, OllamaEmbed, OllamaGenerate
 from oisp_sensor.decode.providers.openai_chat import OpenAIChat
+from oisp_sensor.decode.providers.openai_compat import PerplexityChat, XaiChat
+from oisp_sensor.decode.providers.openai_legacy import OpenAICompletions, OpenAIEmbeddings
+from oisp_sensor.decode.providers.openai_responses import OpenAIResponses
 from oisp_sensor.decode.registry import ProviderSpec
 
 API_DECODERS: dict[str, ApiDecoder] = {
@@ -17,6 +24,19 @@ API_DECODERS: dict[str, ApiDecoder] = {
     for d in (
         OpenAIChat(),
         AnthropicMessages(),
+        OpenAIResponses(),
+        OpenAICompletions(),
+        OpenAIEmbeddings(),
+        OllamaChat(),
+        OllamaGenerate(),
+        OllamaEmbed(),
+        Gemini(),
+        BedrockConverse(),
+        BedrockInvoke(),
+        CohereChat(),
+        CohereEmbed(),
+        XaiChat(),
+        PerplexityChat(),
     )
 }
 FALLBACK = UnknownEndpoint()

@@ -21,6 +21,7 @@ from oisp_sensor.decode.providers.base import (
     ResponseBuilder,
     ToolResultRef,
     as_int,
+    as_str,
     compact_usage,
     copy_parameters,
     error_from_body,
@@ -138,7 +139,8 @@ class AnthropicMessages(ApiDecoder):
         first_user: str | None = None
         images = 0
         chars = len(system_text)
-        for raw in body.get("messages") or []:
+        raw_messages = body.get("messages")
+        for raw in raw_messages if isinstance(raw_messages, list) else []:
             if not isinstance(raw, dict):
                 continue
             role = "assistant" if raw.get("role") == "assistant" else "user"
@@ -160,7 +162,11 @@ class AnthropicMessages(ApiDecoder):
                 elif btype in _IMAGE_BLOCKS:
                     n_img += 1
                 elif btype == "tool_use":
-                    call: ToolCall = {"type": "function", "arguments": block.get("input") or {}}
+                    args = block.get("input")
+                    call: ToolCall = {
+                        "type": "function",
+                        "arguments": args if isinstance(args, dict) else {},
+                    }
                     if isinstance(block.get("id"), str):
                         call["id"] = block["id"]
                     if isinstance(block.get("name"), str):
@@ -199,7 +205,7 @@ class AnthropicMessages(ApiDecoder):
             data["tools"] = tools
             data["tools_count"] = len(tools)
         tc = body.get("tool_choice")
-        if isinstance(tc, dict) and tc.get("type") in _TOOL_CHOICE:
+        if isinstance(tc, dict) and isinstance(tc.get("type"), str) and tc["type"] in _TOOL_CHOICE:
             data["tool_choice"] = _TOOL_CHOICE[tc["type"]]
         params = copy_parameters(body, PARAMETERS)
         thinking_cfg = body.get("thinking")
@@ -239,33 +245,33 @@ class MessagesAssembler(ResponseAssembler):
             self._block(i, block)
             if block.get("type") == "tool_use" and isinstance(block.get("input"), dict):
                 self.builder.tool_call(i).arguments_obj = block["input"]
-        self.builder.choice(0).finish_reason = obj.get("stop_reason")
+        self.builder.choice(0).finish_reason = as_str(obj.get("stop_reason"))
 
     def on_sse(self, msg: SseMessage) -> None:
-        b = self.builder
-        event = msg.event
-        if event == "ping":
+        if msg.event == "ping":
             return
         obj = self.sse_json(msg)
-        etype = obj.get("type", event)
-        if etype == "message_start":
-            self._message(obj.get("message") or {})
-        elif etype == "content_block_start":
-            self._block(as_int(obj.get("index")) or 0, obj.get("content_block") or {})
-        elif etype == "content_block_delta":
-            index = as_int(obj.get("index")) or 0
+        b = self.builder
+        etype = obj.get("type", msg.event)
+        if etype == "content_block_delta":  # first: one per streamed token
             delta = obj.get("delta") or {}
             dtype = delta.get("type")
             if dtype == "text_delta":
-                b.add_text(delta.get("text") or "")
+                b.add_text(as_str(delta.get("text")) or "")
             elif dtype == "input_json_delta":
-                b.add_tool_arguments(index, delta.get("partial_json") or "")
+                index = as_int(obj.get("index")) or 0
+                b.add_tool_arguments(index, as_str(delta.get("partial_json")) or "")
             elif dtype == "thinking_delta":
-                b.add_thinking(delta.get("thinking") or "")
+                b.add_thinking(as_str(delta.get("thinking")) or "")
+        elif etype == "message_start":
+            self._message(obj.get("message") or {})
+        elif etype == "content_block_start":
+            self._block(as_int(obj.get("index")) or 0, obj.get("content_block") or {})
         elif etype == "message_delta":
             delta = obj.get("delta") or {}
-            if delta.get("stop_reason"):
-                b.choice(0).finish_reason = delta["stop_reason"]
+            reason = as_str(delta.get("stop_reason"))
+            if reason:
+                b.choice(0).finish_reason = reason
             b.set_usage(anthropic_usage(obj.get("usage"), b.usage))
         elif etype == "error":
             b.error = error_from_body(obj)
@@ -283,15 +289,15 @@ class MessagesAssembler(ResponseAssembler):
         b = self.builder
         btype = block.get("type")
         if btype == "text":
-            b.add_text(block.get("text") or "")
+            b.add_text(as_str(block.get("text")) or "")
         elif btype in ("tool_use", "server_tool_use"):
             call = b.tool_call(index)
-            call.id, call.name = block.get("id"), block.get("name")
+            call.id, call.name = as_str(block.get("id")), as_str(block.get("name"))
             call.type = "function" if btype == "tool_use" else "server_tool"
             # A streamed tool_use starts with `input: {}` and its JSON arrives in deltas.
             if btype == "server_tool_use" and isinstance(block.get("input"), dict):
                 call.parts.append(json.dumps(block["input"], separators=(",", ":")))
         elif btype == "thinking":
-            b.add_thinking(block.get("thinking") or "")
+            b.add_thinking(as_str(block.get("thinking")) or "")
         elif btype == "redacted_thinking":
             b.attrs["redacted_thinking_blocks"] = b.attrs.get("redacted_thinking_blocks", 0) + 1

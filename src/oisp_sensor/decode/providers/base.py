@@ -17,7 +17,9 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from oisp_sensor.decode.eventstream import EventStreamDecoder, EventStreamMessage
 from oisp_sensor.decode.http1 import Headers, ResponseHead
+from oisp_sensor.decode.jsonarray import JsonArraySplitter
 from oisp_sensor.decode.ndjson import NdjsonDecoder
 from oisp_sensor.decode.sse import SseDecoder, SseMessage
 from oisp_sensor.errors import DecodeError
@@ -33,6 +35,40 @@ from oisp_sensor.events.data import (
 # Errors a decoder's field access can raise on JSON of an unexpected shape. They
 # are input problems, not bugs, and are turned into a partial event in one place.
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+# orjson needs ~12x its input in memory while it parses (its document pool): a 32 MB
+# body would cost 400 MB. Above this size the standard library's parser (2-3x) is used.
+ORJSON_MAX = 1 << 20
+
+
+def loads(data: bytes | str) -> Any:
+    """`orjson.loads`, same result and same error, with memory bounded for large inputs."""
+    if len(data) <= ORJSON_MAX:
+        return orjson.loads(data)
+    try:
+        return json.loads(data, parse_constant=_no_constant, parse_int=_int, parse_float=_float)
+    except (ValueError, RecursionError, OverflowError) as e:  # RecursionError: nesting > ~1000
+        raise orjson.JSONDecodeError(f"invalid JSON: {type(e).__name__}", "", 0) from None
+
+
+# What orjson does with numbers, so both parsers give the same values: integers beyond
+# 64 bits become floats, and a number too large for a float is an error.
+def _int(text: str) -> int | float:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else _float(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number is infinity when parsed as double")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity, which orjson rejects too
+
 
 # A non-streaming body larger than this is not parsed (the event is flagged partial).
 MAX_JSON_BODY = 32 * 1024 * 1024
@@ -69,7 +105,7 @@ class HttpRequest:
         if not self._parsed:
             self._parsed = True
             try:
-                self._json = orjson.loads(self.body) if self.body else None
+                self._json = loads(self.body) if self.body else None
             except orjson.JSONDecodeError:
                 self._json = None
         return self._json
@@ -94,6 +130,7 @@ class DecodedRequest:
     first_user_message: str | None = None
     tool_results: list[ToolResultRef] = field(default_factory=list)
     partial_reason: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)  # into the ai.request's attrs
 
 
 class StreamFormat(StrEnum):
@@ -181,9 +218,23 @@ _FINISH = {
 
 
 def normalize_finish_reason(raw: str | None) -> str | None:
-    if not raw:
+    if not raw or not isinstance(raw, str):  # servers send numbers and objects here too
         return None
     return _FINISH.get(raw.lower(), "other")
+
+
+# Per response. Models make a handful of parallel tool calls and return a few choices;
+# thousands are a broken or hostile stream, and each tool call would become an event.
+MAX_TOOL_CALLS = 256
+MAX_CHOICES = 128
+
+
+def _append(parts: list[str], text: str) -> None:
+    """Append a streamed piece; join them now and then, so a stream of one-character
+    deltas costs memory in proportion to its text, not one object per piece."""
+    parts.append(text)
+    if len(parts) > 4096:
+        parts[:] = ["".join(parts)]
 
 
 class ResponseBuilder:
@@ -207,7 +258,11 @@ class ResponseBuilder:
     def choice(self, index: int = 0) -> ChoiceBuilder:
         c = self.choices.get(index)
         if c is None:
-            c = self.choices[index] = ChoiceBuilder(index)
+            c = ChoiceBuilder(index)
+            if len(self.choices) < MAX_CHOICES:
+                self.choices[index] = c
+            else:  # a hostile stream inventing indexes must not grow memory without bound
+                self._once("too many choices; the rest are not kept")
         return c
 
     def _content(self) -> None:
@@ -224,16 +279,17 @@ class ResponseBuilder:
         return False
 
     def add_text(self, text: str, index: int = 0) -> None:
-        if text and self._spend(text):
+        # isinstance: the value comes from JSON, which may hold anything where text belongs.
+        if text and isinstance(text, str) and self._spend(text):
             self._content()
-            self.choice(index).text.append(text)
+            _append(self.choice(index).text, text)
             if self.record_deltas:
                 self.deltas.append({"index": index, "content": text})
 
     def add_thinking(self, text: str, index: int = 0) -> None:
-        if text and self._spend(text):
+        if text and isinstance(text, str) and self._spend(text):
             self._content()
-            self.choice(index).thinking.append(text)
+            _append(self.choice(index).thinking, text)
 
     def tool_call(self, key: Any, index: int = 0) -> ToolCallBuilder:
         """The tool call `key` (stream index or id) of choice `index`, created on first use."""
@@ -241,12 +297,16 @@ class ResponseBuilder:
         calls = self.choice(index).tool_calls
         tc = calls.get(key)
         if tc is None:
-            tc = calls[key] = ToolCallBuilder()
+            tc = ToolCallBuilder()
+            if sum(len(c.tool_calls) for c in self.choices.values()) < MAX_TOOL_CALLS:
+                calls[key] = tc
+            else:  # each would become an event: a flood, not a model's parallel calls
+                self._once("too many tool calls; the rest are not kept")
         return tc
 
     def add_tool_arguments(self, key: Any, text: str, index: int = 0) -> None:
-        if text and self._spend(text):
-            self.tool_call(key, index).parts.append(text)
+        if text and isinstance(text, str) and self._spend(text):
+            _append(self.tool_call(key, index).parts, text)
             if self.record_deltas:
                 self.deltas.append({"index": index, "tool_call": key, "arguments": text})
 
@@ -257,6 +317,10 @@ class ResponseBuilder:
     def problem(self, what: str) -> None:
         if len(self.problems) < 20:
             self.problems.append(what)
+
+    def _once(self, what: str) -> None:
+        if what not in self.problems:
+            self.problem(what)
 
     # --- output --------------------------------------------------------------------
 
@@ -284,11 +348,12 @@ class ResponseBuilder:
     def tool_calls_of(self, c: ChoiceBuilder) -> list[ToolCall]:
         out: list[ToolCall] = []
         for tc in c.tool_calls.values():
-            call: ToolCall = {"type": tc.type}
-            if tc.id:
-                call["id"] = tc.id
-            if tc.name:
-                call["name"] = tc.name
+            # as_str: a decoder may have copied a field of the wrong JSON type from the wire.
+            call: ToolCall = {"type": as_str(tc.type) or "function"}
+            if call_id := as_str(tc.id):
+                call["id"] = call_id
+            if name := as_str(tc.name):
+                call["name"] = name
             call["arguments"] = tc.arguments
             out.append(call)
         return out
@@ -311,6 +376,8 @@ def error_from_body(obj: Any, headers: Headers | None = None) -> ErrorInfo | Non
     Ollama `{"error": "text"}`, Bedrock/Cohere `{"message": "text"}`.
     """
     err: ErrorInfo = {}
+    if isinstance(obj, list) and obj:  # Gemini's array stream wraps its error: [{"error": …}]
+        obj = obj[0]
     if isinstance(obj, dict):
         inner = obj.get("error")
         if isinstance(inner, dict):
@@ -346,13 +413,18 @@ class ResponseAssembler:
     that one message (recorded as a problem), never the rest of the stream.
     """
 
-    def __init__(self, head: ResponseHead, builder: ResponseBuilder) -> None:
+    def __init__(
+        self, head: ResponseHead, builder: ResponseBuilder, framing: StreamFormat | None = None
+    ) -> None:
         self.head = head
         self.status = head.status
         self.builder = builder
-        self.format = stream_format(head.headers)
+        # `framing` is for formats the content type does not announce (Gemini's JSON array).
+        self.format = framing or stream_format(head.headers)
         self._sse = SseDecoder() if self.format is StreamFormat.SSE else None
         self._ndjson = NdjsonDecoder() if self.format is StreamFormat.NDJSON else None
+        self._array = JsonArraySplitter() if self.format is StreamFormat.JSON_ARRAY else None
+        self._events = EventStreamDecoder() if self.format is StreamFormat.EVENTSTREAM else None
         self._body = bytearray()
         self.body_truncated = False
         self.body_bytes = 0
@@ -363,11 +435,21 @@ class ResponseAssembler:
         self.builder.now_ns = ts_ns
         self.body_bytes += len(data)
         if self._sse is not None:
+            on_sse = self.on_sse
             for msg in self._sse.feed(data):
-                self._guard(self.on_sse, msg)
+                try:  # `_guard`, inlined: this runs once per streamed token
+                    on_sse(msg)
+                except (DecodeError, *SHAPE_ERRORS) as e:
+                    self._message_problem(e)
         elif self._ndjson is not None:
             for line in self._ndjson.feed(data):
                 self._json_line(line)
+        elif self._array is not None:
+            self._array.feed(data)
+            self._drain_array()
+        elif self._events is not None:
+            self._events.feed(data)
+            self._drain_events()
         else:
             self.feed_other(data)
 
@@ -386,14 +468,23 @@ class ResponseAssembler:
         elif self._ndjson is not None:
             for line in self._ndjson.flush():
                 self._json_line(line)
+        elif (framer := self._array or self._events) is not None:
+            try:
+                framer.close()
+            except DecodeError as e:
+                self.builder.problem(str(e))
         elif self._body and not self.body_truncated:
             self.finish_body(bytes(self._body))
+        splitter = self._sse or self._ndjson
+        dropped = splitter.oversized if splitter is not None else 0
+        if dropped:
+            self.builder.problem(f"{dropped} oversized stream line(s) dropped")
         if self.status >= 400 and self.builder.error is None:
             self.builder.error = {"type": f"http_{self.status}"}
 
     def finish_body(self, body: bytes) -> None:
         try:
-            obj = orjson.loads(body)
+            obj = loads(body)
         except orjson.JSONDecodeError:
             if self.status < 400:
                 self.builder.problem("response body is not valid JSON")
@@ -408,24 +499,61 @@ class ResponseAssembler:
 
     def _json_line(self, line: bytes) -> None:
         try:
-            obj = orjson.loads(line)
+            obj = loads(line)
         except orjson.JSONDecodeError:
             self.builder.problem("invalid JSON line in stream")
             return
         self._guard(self.on_ndjson, obj)
 
+    def _drain_array(self) -> None:
+        assert self._array is not None
+        while True:
+            try:
+                item = self._array.next_item()
+            except DecodeError as e:
+                self.builder.problem(str(e))
+                continue
+            if item is None:
+                return
+            try:
+                obj = loads(item)
+            except orjson.JSONDecodeError:
+                self.builder.problem("invalid JSON element in array stream")
+                continue
+            self._guard(self.on_array_item, obj)
+
+    def _drain_events(self) -> None:
+        assert self._events is not None
+        while True:
+            try:
+                msg = self._events.next_message()
+            except DecodeError as e:
+                self.builder.problem(str(e))
+                continue
+            if msg is None:
+                return
+            if msg.message_type == "event":
+                self._guard(self.on_eventstream, msg)
+            else:
+                self.builder.error = eventstream_error(msg)
+
     def _guard(self, hook: Any, arg: Any) -> None:
         try:
             hook(arg)
-        except DecodeError as e:
+        except (DecodeError, *SHAPE_ERRORS) as e:
+            self._message_problem(e)
+
+    def _message_problem(self, e: Exception) -> None:
+        if isinstance(e, DecodeError):
             self.builder.problem(str(e))
-        except SHAPE_ERRORS as e:
+        else:
             self.builder.problem(f"unexpected message shape: {type(e).__name__}: {e}"[:200])
 
     def sse_json(self, msg: SseMessage) -> Any:
         """An SSE message's data as JSON; `DecodeError` when it is not."""
-        try:
-            return orjson.loads(msg.data)
+        data = msg.data
+        try:  # `loads`, with its size test inlined: this runs once per streamed token
+            return orjson.loads(data) if len(data) <= ORJSON_MAX else loads(data)
         except orjson.JSONDecodeError:
             raise DecodeError(f"invalid JSON in SSE event {msg.event!r}") from None
 
@@ -439,6 +567,29 @@ class ResponseAssembler:
 
     def on_ndjson(self, obj: Any) -> None:
         """One line of an NDJSON stream."""
+
+    def on_array_item(self, obj: Any) -> None:
+        """One element of a streamed top-level JSON array."""
+
+    def on_eventstream(self, msg: EventStreamMessage) -> None:
+        """One AWS event stream message of type `event` (exceptions are handled here)."""
+
+
+def eventstream_error(msg: EventStreamMessage) -> ErrorInfo:
+    """An `exception` message (modelled: `:exception-type`, JSON payload with `message`)
+    or an `error` message (`:error-code`, `:error-message` headers) as the spec's error."""
+    err: ErrorInfo = {"type": msg.header(":exception-type") or msg.header(":error-code") or "error"}
+    message = msg.header(":error-message")
+    if message is None:
+        try:
+            body = loads(msg.payload)
+        except orjson.JSONDecodeError:
+            body = None
+        inner = error_from_body(body) or {}
+        message = inner.get("message")
+    if message:
+        err["message"] = message[:2000]
+    return err
 
 
 class ApiDecoder:
@@ -464,6 +615,12 @@ class ApiDecoder:
 
 
 # --- helpers shared by decoders --------------------------------------------------------
+
+
+def as_str(value: Any) -> str | None:
+    """`value` if the wire gave a string, else None: a field of the wrong JSON type is
+    dropped here instead of failing later, when the event is built."""
+    return value if isinstance(value, str) else None
 
 
 def as_int(value: Any) -> int | None:

@@ -20,6 +20,7 @@ from oisp_sensor.decode.providers.base import (
     ResponseBuilder,
     ToolResultRef,
     as_int,
+    as_str,
     compact_usage,
     copy_parameters,
     error_from_body,
@@ -199,7 +200,9 @@ class OpenAIChat(ApiDecoder):
                 msg["tool_calls"] = calls
             if role == "tool" and isinstance(raw.get("tool_call_id"), str):
                 msg["tool_call_id"] = raw["tool_call_id"]
-                tool_results.append(ToolResultRef(raw["tool_call_id"], text, name=raw.get("name")))
+                tool_results.append(
+                    ToolResultRef(raw["tool_call_id"], text, name=as_str(raw.get("name")))
+                )
             if role == "system":
                 system.append(text)
             elif role == "user" and first_user is None:
@@ -255,13 +258,13 @@ class ChatAssembler(ResponseAssembler):
             index = as_int(choice.get("index")) or 0
             msg = choice.get("message") or {}
             text, _ = content_text(msg.get("content"))
-            b.add_text(text or msg.get("refusal") or "", index)
+            b.add_text(text or as_str(msg.get("refusal")) or "", index)
             b.add_thinking(_reasoning(msg), index)
             for i, tc in enumerate(msg.get("tool_calls") or []):
                 fn = tc.get("function") or {}
                 call = b.tool_call(i, index)
-                call.id, call.name = tc.get("id"), fn.get("name")
-                call.type = tc.get("type") or "function"
+                call.id, call.name = as_str(tc.get("id")), as_str(fn.get("name"))
+                call.type = as_str(tc.get("type")) or "function"
                 args = fn.get("arguments")
                 if isinstance(args, str):
                     call.parts.append(args)
@@ -270,58 +273,76 @@ class ChatAssembler(ResponseAssembler):
             if msg.get("function_call"):  # legacy functions API
                 fn = msg["function_call"]
                 call = b.tool_call("function_call", index)
-                call.name = fn.get("name")
-                call.parts.append(fn.get("arguments") or "")
-            b.choice(index).finish_reason = choice.get("finish_reason")
+                call.name = as_str(fn.get("name"))
+                call.parts.append(as_str(fn.get("arguments")) or "")
+            b.choice(index).finish_reason = as_str(choice.get("finish_reason"))
 
     def on_sse(self, msg: SseMessage) -> None:
+        # One call per streamed token: the common delta, {"content": "..."}, takes the
+        # shortest path; everything else goes through `_delta_extras`.
         if msg.data == "[DONE]":
             return
         obj = self.sse_json(msg)
         b = self.builder
-        if "error" in obj and not obj.get("choices"):
+        choices = obj.get("choices")
+        if not choices and "error" in obj:
             b.error = error_from_body(obj)
             return
         self._common(obj)
-        for choice in obj.get("choices") or []:
-            index = as_int(choice.get("index")) or 0
+        for choice in choices or ():
+            index = choice.get("index", 0)
+            if type(index) is not int:
+                index = as_int(index) or 0
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if isinstance(content, str):
                 b.add_text(content, index)
-            if isinstance(delta.get("refusal"), str):
-                b.add_text(delta["refusal"], index)
-            b.add_thinking(_reasoning(delta), index)
-            for tc in delta.get("tool_calls") or []:
-                key = as_int(tc.get("index"))
-                if key is None:
-                    key = tc.get("id") or len(b.choice(index).tool_calls)
-                call = b.tool_call(key, index)
-                fn = tc.get("function") or {}
-                if tc.get("id"):
-                    call.id = tc["id"]
-                if fn.get("name"):
-                    call.name = fn["name"]
-                if tc.get("type"):
-                    call.type = tc["type"]
-                args = fn.get("arguments")
-                if isinstance(args, str):
-                    b.add_tool_arguments(key, args, index)
-            if choice.get("finish_reason"):
-                b.choice(index).finish_reason = choice["finish_reason"]
+                if len(delta) > 1:
+                    self._delta_extras(delta, index)
+            elif delta:
+                self._delta_extras(delta, index)
+            reason = choice.get("finish_reason")
+            if reason and isinstance(reason, str):
+                b.choice(index).finish_reason = reason
+
+    def _delta_extras(self, delta: dict[str, Any], index: int) -> None:
+        """Refusals, reasoning and tool-call fragments of one streamed delta."""
+        b = self.builder
+        if isinstance(delta.get("refusal"), str):
+            b.add_text(delta["refusal"], index)
+        b.add_thinking(_reasoning(delta), index)
+        for tc in delta.get("tool_calls") or []:
+            key: int | str | None = as_int(tc.get("index"))
+            if key is None:
+                key = as_str(tc.get("id")) or len(b.choice(index).tool_calls)
+            call = b.tool_call(key, index)
+            fn = tc.get("function") or {}
+            call.id = as_str(tc.get("id")) or call.id
+            call.name = as_str(fn.get("name")) or call.name
+            call.type = as_str(tc.get("type")) or call.type
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                b.add_tool_arguments(key, args, index)
 
     def _common(self, obj: dict[str, Any]) -> None:
         b = self.builder
-        if isinstance(obj.get("id"), str) and not b.provider_request_id:
-            b.provider_request_id = obj["id"]
-        if isinstance(obj.get("model"), str):
-            b.model = obj["model"]
+        if not b.provider_request_id:
+            rid = obj.get("id")
+            if isinstance(rid, str):
+                b.provider_request_id = rid
+        model = obj.get("model")
+        if isinstance(model, str):
+            b.model = model
         usage = obj.get("usage")
-        if usage is None and isinstance(obj.get("x_groq"), dict):
-            usage = obj["x_groq"].get("usage")
-        b.set_usage(openai_usage(usage))
-        if isinstance(obj.get("system_fingerprint"), str):
-            b.attrs["system_fingerprint"] = obj["system_fingerprint"]
+        if usage is None:
+            groq = obj.get("x_groq")
+            if isinstance(groq, dict):
+                usage = groq.get("usage")
+        if usage is not None:
+            b.set_usage(openai_usage(usage))
+        fingerprint = obj.get("system_fingerprint")
+        if isinstance(fingerprint, str):
+            b.attrs["system_fingerprint"] = fingerprint
 
 
 def _reasoning(msg: dict[str, Any]) -> str:

@@ -1,0 +1,222 @@
+"""The pipeline: decode → enrich → redact → sinks, with failures contained and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oisp_sensor.counters import Counters
+from oisp_sensor.decode.decoder import Decoder
+from oisp_sensor.decode.providers import openai_chat
+from oisp_sensor.events import CaptureKind, Event, RawCapture
+from oisp_sensor.pipeline import Pipeline
+from oisp_sensor.sinks.jsonl import JsonlSink
+from tests.conformance import assert_valid_events, assert_valid_file
+from tests.helpers import HASHER
+from tests.unit.decode.wire import Captures, json_response, openai_request
+
+HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def ok(text: str = "Hello") -> bytes:
+    return json_response(
+        {
+            "id": "chatcmpl-1",
+            "model": "gpt-4o",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+
+
+class Tagger:
+    """An enricher: adds the host, as the real host enricher does."""
+
+    def enrich(self, event: Event) -> None:
+        event.host = {"hostname": "test-box"}
+
+
+class Broken:
+    def enrich(self, event: Event) -> None:
+        raise RuntimeError("enricher bug")
+
+
+class UpperRedactor:
+    """A redactor that visibly rewrites message content."""
+
+    def redact(self, event: Event) -> Event:
+        for msg in event.data.get("messages", []):
+            msg["content"] = "[REDACTED]"
+        return event
+
+
+def pipeline(**kw: Any) -> Pipeline:
+    counters = kw.pop("counters", None) or Counters()
+    return Pipeline(decoder=Decoder(hasher=HASHER, counters=counters), counters=counters, **kw)
+
+
+def dicts(events: list[Event]) -> list[dict[str, Any]]:
+    out = [e.to_dict() for e in events]
+    if out:
+        assert_valid_events(out)
+    return out
+
+
+def test_process_decodes_enriches_and_redacts() -> None:
+    pipe = pipeline(enrichers=[Tagger()], redactor=UpperRedactor())
+    caps = Captures()
+    caps.conn().send(openai_request(HI), 0).recv(ok(), 10)
+    events = dicts([e for raw in caps.raws for e in pipe.process(raw)])
+    assert [e["event_type"] for e in events] == ["ai.request", "ai.response"]
+    assert all(e["host"] == {"hostname": "test-box"} for e in events)
+    assert events[0]["data"]["messages"][0]["content"] == "[REDACTED]"
+
+
+def test_a_failing_enricher_is_counted_and_the_event_still_flows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pipe = pipeline(enrichers=[Broken(), Tagger()])
+    caps = Captures()
+    caps.conn().send(openai_request(HI), 0)
+    with caplog.at_level(logging.ERROR):
+        events = dicts(pipe.process(caps.raws[0]))
+    assert events[0]["host"] == {"hostname": "test-box"}
+    assert pipe.counters.get("enrich.errors") == 1
+    assert "enricher Broken failed" in caplog.text
+
+
+def test_a_decoder_bug_costs_one_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = openai_chat.ChatAssembler.on_json
+
+    def buggy(self: openai_chat.ChatAssembler, obj: Any) -> None:
+        if obj["choices"][0]["message"]["content"] == "boom":
+            raise RuntimeError("a bug in a decoder")
+        real(self, obj)
+
+    monkeypatch.setattr(openai_chat.ChatAssembler, "on_json", buggy)
+    pipe = pipeline()
+    caps = Captures()
+    bad, good = caps.conn(fd=5), caps.conn(fd=6)
+    bad.send(openai_request(HI), 0)
+    good.send(openai_request(HI), 1)
+    bad.recv(ok("boom"), 10)
+    bad.send(openai_request(HI), 20).recv(ok("after"), 30)  # ignored: the connection is dropped
+    good.recv(ok("fine"), 40)
+    with caplog.at_level(logging.ERROR):
+        events = dicts([e for raw in caps.raws for e in pipe.process(raw)])
+    assert pipe.counters.get("decode.internal_errors") == 1
+    assert "internal error decoding connection" in caplog.text
+    responses = [e for e in events if e["event_type"] == "ai.response"]
+    assert [r["data"]["choices"][0]["message"]["content"] for r in responses] == ["fine"]
+
+
+async def test_start_submit_stop_writes_a_valid_jsonl_file(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    counters = Counters()
+    pipe = Pipeline(
+        decoder=Decoder(hasher=HASHER, counters=counters), sinks=[JsonlSink(out)], counters=counters
+    )
+    seen: list[Event] = []
+    pipe.add_listener(seen.append)
+    await pipe.start()
+    caps = Captures()
+    conn = caps.conn()
+    conn.send(openai_request(HI), 0).recv(ok("one"), 10)
+    conn.send(openai_request(HI), 20)  # in flight at stop: emitted, flagged partial
+    for raw in caps.raws:
+        assert pipe.submit(raw)
+    await pipe.stop()
+    events = assert_valid_file(out)
+    assert [e["event_type"] for e in events] == ["ai.request", "ai.response"] * 2
+    assert events[3]["confidence"]["completeness"] == "partial"
+    assert len(seen) == 4
+    assert counters.get("events.total") == 4
+    assert counters.get("sink.jsonl.written") == 4
+
+
+async def test_a_full_queue_drops_counts_and_flags_the_connection() -> None:
+    pipe = pipeline(queue_size=2)
+    caps = Captures()
+    conn = caps.conn()
+    stream = openai_request({**HI, "stream": True})
+    conn.send(stream, 0)
+    conn.recv(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        5,
+    )
+    conn.recv(b'1c\r\ndata: {"choices":[]}\n\n\r\n', 6)  # lost to the full queue
+    conn.recv(b"0\r\n\r\n", 7)
+    conn.close(8)
+    *before, last_chunk, closing = caps.raws
+    accepted = [pipe.submit(raw) for raw in before]  # nothing consumes: the queue fills
+    assert accepted == [True, True, False]
+    assert pipe.counters.get("capture.dropped") == 1
+
+    def drain() -> list[Event]:
+        out: list[Event] = []
+        while not pipe.queue.empty():
+            raw = pipe.queue.get_nowait()
+            assert raw is not None
+            out += pipe.process(raw)
+        return out
+
+    # The captures queued before the drop decode normally: the gap is not theirs.
+    events = drain()
+    assert [e.event_type for e in events] == ["ai.request"]
+    assert pipe.submit(last_chunk) and pipe.submit(closing)
+    events += drain()
+    resp = [e for e in dicts(events) if e["event_type"] == "ai.response"]
+    assert len(resp) == 1 and resp[0]["confidence"]["completeness"] == "partial"
+    assert "lost bytes" in resp[0]["attrs"]["decode_error"]
+
+
+def test_paused_pipeline_drops_and_counts() -> None:
+    pipe = pipeline()
+    seen: list[Event] = []
+    pipe.add_listener(seen.append)
+    pipe.paused = True
+    caps = Captures()
+    caps.conn().send(openai_request(HI), 0)
+    pipe.publish(pipe.process(caps.raws[0]))
+    assert seen == [] and pipe.counters.get("events.paused_dropped") == 1
+
+
+async def test_idle_connections_are_swept() -> None:
+    pipe = pipeline(idle_timeout_s=0.05)
+    seen: list[Event] = []
+    pipe.add_listener(seen.append)
+    await pipe.start()
+    long_ago = time.time_ns() - 60 * 1_000_000_000
+    pipe.submit(
+        RawCapture(
+            kind=CaptureKind.SSL_WRITE,
+            timestamp_ns=long_ago,
+            data=openai_request(HI),
+            pid=1,
+            metadata={"fd": 3},
+            remote_host="api.openai.com",
+            remote_port=443,
+        )
+    )
+    try:
+        for _ in range(200):
+            if any(e.event_type == "ai.response" for e in seen):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await pipe.stop()
+    assert [e.event_type for e in seen] == ["ai.request", "ai.response"]
+    assert seen[1].data["error"]["type"] == "no_response"
+    assert pipe.decoder.open_connections == 0
