@@ -1,0 +1,328 @@
+"""`oisp-sensor status`: is everything in place, and if not, what to do about it.
+
+Checks the CA (present, trusted), the running sensor (from its state file: pid
+alive, proxy/socket/web accepting connections, state fresh, nothing dropped) and
+the store (opens, size, event count). Every problem is printed with its fix and
+makes the exit status 1, so scripts and health checks can rely on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import orjson
+
+from oisp_sensor import runtime
+from oisp_sensor.config import Config
+from oisp_sensor.errors import SensorError, StoreError
+from oisp_sensor.events import rfc3339
+from oisp_sensor.store import EventStore
+
+STALE_AFTER_S = 30.0  # sensors publish every few seconds
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    ok: bool | None  # None: informational, neither good nor bad
+    detail: str
+    fix: str = ""
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86_400:.1f}d"
+
+
+# --- the CA -----------------------------------------------------------------------------------
+
+
+def check_ca() -> list[Check]:
+    try:
+        from oisp_sensor.capture.ca import LocalCA
+        from oisp_sensor.capture.trust import detect_store
+        from oisp_sensor.cli.ca import python_default_verification
+    except ImportError:  # a build without the relay
+        return [Check("CA", None, "not available in this build")]
+    try:
+        ca = LocalCA.load()
+    except SensorError as e:
+        return [Check("CA", False, str(e), "oisp-sensor ca init --force && oisp-sensor ca install")]
+    if ca is None:
+        return [
+            Check(
+                "CA",
+                False,
+                "none yet (the relay needs it to see HTTPS traffic)",
+                "oisp-sensor ca init && oisp-sensor ca install",
+            )
+        ]
+    detail = f"{ca.cert_path}, valid until {ca.not_valid_after:%Y-%m-%d}"
+    try:
+        store = detect_store()
+        trusted = store.is_trusted(ca.certificate)
+        where = f"the {store.name} trust store"
+    except SensorError:
+        trusted, where = None, "the OS trust store"
+    if trusted is None:
+        verification = python_default_verification(ca)
+        trusted, where = verification.ok, "Python's default trust store"
+    if trusted:
+        return [Check("CA", True, f"{detail}; trusted by {where}")]
+    return [
+        Check(
+            "CA",
+            False,
+            f"{detail}; not trusted by {where}",
+            "oisp-sensor ca install (as root), or use `oisp-sensor run -- COMMAND`, or "
+            'eval "$(oisp-sensor ca env)" in the shell that runs your app',
+        )
+    ]
+
+
+# --- the running sensor -----------------------------------------------------------------------
+
+
+def _tcp_ok(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _unix_ok(path: str, timeout: float = 1.0) -> bool:
+    if not hasattr(socket, "AF_UNIX"):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+def _url_address(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+DROP_FIXES = {
+    "capture.dropped": "the sensor could not decode as fast as traffic arrived: the machine "
+    "is overloaded; close other load or capture fewer apps",
+    "events.paused_dropped": "",  # paused on purpose; reported, not a problem
+}
+
+
+def check_sensor(state: runtime.SensorState | None, now: float) -> list[Check]:
+    if state is None:
+        stale = runtime.read_any()
+        detail = "not running"
+        if stale is not None:
+            detail += f" (the last one, pid {stale.pid}, stopped without cleaning up)"
+        return [
+            Check(
+                "Sensor",
+                False,
+                detail,
+                "start it: oisp-sensor record   (or try it with: oisp-sensor demo)",
+            )
+        ]
+    up = _age(now - state.started_at)
+    checks = [
+        Check(
+            "Sensor",
+            True,
+            f"{state.command} running, pid {state.pid}, up {up}"
+            + (" — PAUSED (not recording)" if state.paused else ""),
+        )
+    ]
+    if now - state.updated_at > STALE_AFTER_S:
+        checks.append(
+            Check(
+                "  state",
+                False,
+                f"last update {_age(now - state.updated_at)} ago; the sensor may be hung",
+                f"restart it (kill {state.pid}, then oisp-sensor record)",
+            )
+        )
+    if state.proxy:
+        ok = _tcp_ok(state.proxy)
+        checks.append(
+            Check(
+                "  proxy",
+                ok,
+                f"{state.proxy} "
+                + ("accepting connections" if ok else "not accepting connections"),
+                "" if ok else f"restart the sensor; is another program using {state.proxy}?",
+            )
+        )
+    if state.socket:
+        ok = _unix_ok(state.socket)
+        checks.append(
+            Check(
+                "  socket",
+                ok,
+                f"{state.socket} " + ("accepting connections" if ok else "not accepting"),
+                "" if ok else "restart the sensor; check the socket file's permissions",
+            )
+        )
+    if state.web_url:
+        ok = _tcp_ok(_url_address(state.web_url))
+        checks.append(
+            Check(
+                "  web",
+                ok,
+                f"{state.web_url} " + ("reachable" if ok else "not reachable"),
+                "" if ok else "restart the sensor; is the port taken by another program?",
+            )
+        )
+    checks.extend(check_drops(state.counters))
+    return checks
+
+
+# What an exporter (sinks/delivery.py) lost: buffer full, refused, retries run out.
+_EXPORT_LOSS = re.compile(r"^sink\.\w+\.(buffer_full|rejected_\w+|gave_up_\w+)$")
+
+
+def check_drops(counters: dict[str, int]) -> list[Check]:
+    lost = (k for k in counters if k.endswith("dropped") or _EXPORT_LOSS.match(k))
+    drops = {k: counters[k] for k in lost if counters[k]}
+    total = counters.get("events.total", 0)
+    problems = {k: v for k, v in drops.items() if DROP_FIXES.get(k) != ""}
+    if not problems:
+        detail = f"{total:,} events, nothing dropped"
+        if drops:
+            detail += " (" + ", ".join(f"{k}={v:,}" for k, v in drops.items()) + " while paused)"
+        return [Check("  drops", True, detail)]
+    out = []
+    for name, n in sorted(problems.items()):
+        fix = DROP_FIXES.get(name)
+        if fix is None and name.startswith("sink."):
+            sink = name.split(".")[1]
+            fix = (
+                f"the {sink} sink could not keep up and its queue overflowed: check the disk or "
+                f"the {sink} destination, and its errors in the sensor's log"
+            )
+        out.append(Check("  drops", False, f"{name} = {n:,} (of {total:,} events)", fix or ""))
+    return out
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def check_store(path: Path | None, retention_days: float) -> tuple[list[Check], dict[str, Any]]:
+    if path is None:
+        return [Check("Store", None, "disabled (--no-db / sinks.no_db)")], {}
+    if not path.exists():
+        return [Check("Store", None, f"{path}: no events yet (created when the sensor starts)")], {
+            "path": str(path)
+        }
+    try:
+        with EventStore(path, create=False, busy_timeout_ms=2_000) as store:
+            count = store.count()
+            oldest, newest = store.conn.execute(
+                "SELECT min(ts_ns), max(ts_ns) FROM events"
+            ).fetchone()
+            size = store.size_bytes()
+    except StoreError as e:
+        return [Check("Store", False, str(e), f"move {path} away, or pass --db PATH")], {
+            "path": str(path)
+        }
+    facts: dict[str, Any] = {
+        "path": str(path),
+        "events": count,
+        "size_bytes": size,
+        "oldest": rfc3339(oldest) if oldest else None,
+        "newest": rfc3339(newest) if newest else None,
+        "retention_days": retention_days,
+    }
+    detail = f"{path}: {count:,} events, {human_bytes(size)}, kept {retention_days:g} days"
+    if oldest:
+        detail += f", oldest {rfc3339(oldest)[:10]}"
+    return [Check("Store", True, detail)], facts
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Store to check (default: the running sensor's, else the configured one).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: dict[str, Any], db: Path | None, as_json: bool) -> None:
+    """Is the sensor set up and running? Exit status 1, with fixes, when something is wrong."""
+    config: Config = obj["config"]
+    now = time.time()
+    state = runtime.read()
+    checks = check_ca()
+    checks += check_sensor(state, now)
+    path = db or (Path(state.db_path) if state and state.db_path else config.db_path)
+    store_checks, store_facts = check_store(path, config.retention.days)
+    checks += store_checks
+    if state and state.jsonl_path:
+        with contextlib.suppress(OSError):
+            size = Path(state.jsonl_path).stat().st_size
+            checks.append(Check("JSONL", True, f"{state.jsonl_path}: {human_bytes(size)}"))
+    problems = [c for c in checks if c.ok is False]
+    if as_json:
+        out = {
+            "ok": not problems,
+            "checks": [asdict(c) for c in checks],
+            "sensor": asdict(state) if state else None,
+            "store": store_facts,
+        }
+        sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print(checks)
+    if problems:
+        sys.exit(1)
+
+
+def _print(checks: list[Check]) -> None:
+    tty = sys.stdout.isatty()
+    marks = {True: "✓", False: "✗", None: "·"} if tty else {True: "ok", False: "!!", None: "--"}
+    colours = {True: "green", False: "red", None: "bright_black"}
+    for c in checks:
+        mark = marks[c.ok]
+        if tty:
+            mark = click.style(mark, fg=colours[c.ok], bold=c.ok is False)
+        click.echo(f"{mark} {c.name:<9} {c.detail}")
+        if c.fix:
+            click.echo(f"  {'':<9} fix: {c.fix}")
+    problems = sum(1 for c in checks if c.ok is False)
+    if problems:
+        click.echo(f"{problems} problem{'s' if problems > 1 else ''} found.")
