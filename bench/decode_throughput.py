@@ -10,6 +10,15 @@ would hand them over (16 KiB is the largest TLS record).
 
 Run:  .venv/bin/python bench/decode_throughput.py [--mb 20] [--profile]
 Target (issue 2): >= 50 MB/s of SSE, so decoding is never the bottleneck.
+
+Before/after a change, on a machine too noisy for two separate runs to compare:
+
+    cp -r src/oisp_sensor /tmp/before/          # before changing anything
+    .venv/bin/python bench/decode_throughput.py --compare /tmp/before --rounds 7
+
+runs both versions (each in its own interpreter, the old one from /tmp/before via
+PYTHONPATH) in interleaved rounds, alternating which goes first, and prints the
+median and range of each and of the per-round ratio after/before.
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -280,8 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", choices=["openai", "anthropic"], help="cProfile one run instead"
     )
     parser.add_argument("--profile-read-size", type=int, default=16384)
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="a directory holding an older `oisp_sensor` package: measure it and this tree "
+        "side by side, in interleaved rounds",
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="rounds for --compare")
+    parser.add_argument("--streams", default="openai,anthropic")
+    parser.add_argument("--json", action="store_true", help="one JSON object per row")
     args = parser.parse_args(argv)
     build = pipeline_process if args.pipeline else decoder_feed
+    if args.compare:
+        return compare(args)
 
     if args.profile:
         make = openai_exchange if args.profile == "openai" else anthropic_exchange
@@ -298,18 +321,70 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     what = "Pipeline.process" if args.pipeline else "Decoder.feed"
-    print(
-        f"oisp-sensor {__version__}, Python {sys.version.split()[0]}, {what}; "
-        f"best of {args.repeat}, CPU time"
-    )
-    print(f"{'stream':<12} {'read size':>10} {'reads/resp':>11} {'MB/s':>8} {'events/s':>10}")
-    for name, make in (("openai", openai_exchange), ("anthropic", anthropic_exchange)):
+    if not args.json:
+        print(
+            f"oisp-sensor {__version__}, Python {sys.version.split()[0]}, {what}; "
+            f"best of {args.repeat}, CPU time"
+        )
+        print(f"{'stream':<12} {'read size':>10} {'reads/resp':>11} {'MB/s':>8} {'events/s':>10}")
+    for name in args.streams.split(","):
+        make = STREAMS[name]
         for size in (int(s) for s in args.read_sizes.split(",")):
             mbps, per_event, reads = measure(make, size, args.mb, args.repeat, build)
             label = "per event" if size == 0 else str(size)
             rate = mbps * 1e6 / per_event
-            print(f"{name:<12} {label:>10} {reads:>11} {mbps:>8.1f} {rate / 1000:>9.0f}k")
+            if args.json:
+                print(json.dumps({"stream": name, "read_size": size, "mbps": mbps}), flush=True)
+            else:
+                print(f"{name:<12} {label:>10} {reads:>11} {mbps:>8.1f} {rate / 1000:>9.0f}k")
     return 0
+
+
+STREAMS = {"openai": openai_exchange, "anthropic": anthropic_exchange}
+
+
+def compare(args: argparse.Namespace) -> int:
+    """This tree against an older copy of the package, in interleaved rounds."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    base = [sys.executable, os.path.join(here, "decode_throughput.py"), "--json"]
+    base += ["--repeat", "1", "--mb", str(args.mb), "--read-sizes", args.read_sizes]
+    base += ["--streams", args.streams] + (["--pipeline"] if args.pipeline else [])
+    variants = {"before": args.compare, "after": None}
+    results: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for r in range(args.rounds):
+        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for variant in order:
+            env = dict(os.environ)
+            if variants[variant]:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    p for p in (variants[variant], env.get("PYTHONPATH")) if p
+                )
+            out = subprocess.run(base, env=env, capture_output=True, text=True, check=True)
+            for line in out.stdout.splitlines():
+                row = json.loads(line)
+                key = (row["stream"], row["read_size"])
+                results.setdefault(key, {}).setdefault(variant, []).append(row["mbps"])
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    what = "Pipeline.process" if args.pipeline else "Decoder.feed"
+    print(
+        f"{what}, MB/s of response bytes per CPU second; {args.rounds} interleaved rounds, "
+        f"{args.mb:g} MB each; median [min-max]"
+    )
+    print("| stream | read size | before | after | after/before (per round) |")
+    print("|---|---:|---:|---:|---:|")
+    for (stream, size), got in results.items():
+        before, after = got["before"], got["after"]
+        ratios = [a / b for a, b in zip(after, before, strict=True)]
+        label = "per event" if size == 0 else str(size)
+        print(
+            f"| {stream} | {label} | {_spread(before)} | {_spread(after)} | "
+            f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] |"
+        )
+    return 0
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
 
 
 if __name__ == "__main__":

@@ -1,15 +1,47 @@
-"""`oisp-sensor` entry point. Commands live one per module and are listed here."""
+"""`oisp-sensor` entry point. Commands live one per module and are listed here.
+
+Each command's module is imported only when that command runs: `oisp-sensor show`
+should not pay for the relay, the dashboard and the price tables.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from oisp_sensor import __version__
 from oisp_sensor.cli.common import load_config, setup_logging
-from oisp_sensor.cli.replay import replay
+
+# name -> "module:attribute", in the order `--help` lists them.
+COMMANDS = {
+    "record": "oisp_sensor.cli.record:record",
+    "run": "oisp_sensor.cli.record:run",
+    "demo": "oisp_sensor.cli.demo:demo",
+    "show": "oisp_sensor.cli.show:show",
+    "analyze": "oisp_sensor.cli.analyze:analyze",
+    "status": "oisp_sensor.cli.status:status",
+    "ca": "oisp_sensor.cli.ca:ca",
+    "config": "oisp_sensor.cli.config_cmd:config_group",
+    "purge": "oisp_sensor.cli.purge:purge",
+    "replay": "oisp_sensor.cli.replay:replay",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="oisp-sensor")
 @click.option(
     "--config",
@@ -27,13 +59,21 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) 
     ctx.obj = {"config": load_config(config_path), "config_path": config_path}
 
 
-COMMANDS = [replay]
-for command in COMMANDS:
-    cli.add_command(command)
-
 
 def main() -> None:
+    _prefer_uvloop()
     cli(prog_name="oisp-sensor")
+
+
+def _prefer_uvloop() -> None:
+    """Every command's asyncio.run gets uvloop where installed: the relay is faster on it."""
+    try:
+        import asyncio
+
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ tell keys apart by eye) and `key_hash` (keyed, see privacy/hashing.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from oisp_sensor.decode.http1 import Headers
@@ -73,4 +74,16 @@ def extract_auth(
                 break
     if not secret:
         return {"type": "none"}
-    return {"type": kind, "key_prefix": key_prefix(secret), "key_hash": hasher(secret)}
+    prefix, digest = _reduce(hasher, secret)
+    return {"type": kind, "key_prefix": prefix, "key_hash": digest}
+
+
+@functools.lru_cache(maxsize=256)
+def _reduce(hasher: Callable[[str], str], secret: str) -> tuple[str, str]:
+    """An app sends the same key with every call: its keyed hash is computed once.
+
+    In memory only, bounded (least recently used keys go), keyed by the hasher too
+    so two hashing keys never share an entry. The secrets held here are ones this
+    process already holds in the captures they came from.
+    """
+    return key_prefix(secret), hasher(secret)

@@ -366,12 +366,12 @@ class ConnectionDecoder:
             end = authority.find("]")
             host = authority[1:end]
             rest = authority[end + 1 :]
-            if rest.startswith(":") and rest[1:].isdigit():
+            if rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit():
                 port = int(rest[1:])
         elif authority.count(":") == 1:
             name, _, p = authority.partition(":")
             host = name
-            if p.isdigit():
+            if p.isascii() and p.isdigit():  # str.isdigit() alone takes "³" too
                 port = int(p)
         return host.lower(), port
 
@@ -459,7 +459,7 @@ class ConnectionDecoder:
         if ex.conversation:
             data["conversation_id"] = ex.conversation
         data["provider"] = self._provider_info(ex, req)
-        model = self._model_info(decoded.model or self._model_from_path(req))
+        model = self._model_info(as_str(decoded.model) or self._model_from_path(req))
         if model:
             data["model"] = model
         data["auth"] = extract_auth(ex.head.headers, req.query, ctx.hasher)
@@ -627,11 +627,11 @@ class ConnectionDecoder:
         data: AiResponseData = {"request_id": ex.request_id}
         if ex.conversation:
             data["conversation_id"] = ex.conversation
-        if provider_request_id := as_str(builder.provider_request_id):
-            data["provider_request_id"] = provider_request_id
+        if builder.provider_request_id:  # a string: ResponseBuilder sees to the types
+            data["provider_request_id"] = builder.provider_request_id
         data["provider"] = self._provider_info(ex, ex.http)
         model = self._model_info(
-            as_str(builder.model)
+            builder.model
             or (as_str(ex.decoded.model) if ex.decoded else None)
             or self._model_from_path(ex.http)
         )

@@ -17,6 +17,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, IntEnum, auto
+from itertools import repeat
 
 from oisp_sensor.errors import DecodeError
 
@@ -31,6 +32,10 @@ _BLANK_LINES = re.compile(rb"[\r\n]*")  # blank lines before a start line (one C
 # chunk = chunk-size [ chunk-ext ] CRLF, chunk-size = 1*HEXDIG (RFC 9112 §7.1). Python's
 # int(x, 16) alone would also take "0x5", "+5" and "5_0", which real endpoints reject.
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\n]{0,%d})?\r?\n" % MAX_CHUNK_LINE)
+# The plain form of a chunk boundary: the CRLF ending a chunk's data, then the next
+# size line. A read this long may hold enough chunks to be worth `_whole_chunks`.
+_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
+_BULK_MIN = 1024
 
 
 class Side(IntEnum):
@@ -207,6 +212,7 @@ class _Reader:
         self._scan = 0  # where to resume looking for the end of the head
         self._remaining = 0
         self._trailer_lines: list[bytes] = []
+        self._bulk = False  # `_whole_chunks` may still run on this read (once: linear)
 
     @property
     def buffered(self) -> int:
@@ -221,6 +227,7 @@ class _Reader:
         state = self.state
         if state is _DONE:
             return
+        self._bulk = True
         if state is _PAUSED:
             self._buf += data
             if len(self._buf) > MAX_PAUSED_BYTES:
@@ -343,6 +350,9 @@ class _Reader:
                         raise DecodeError("missing CRLF after chunk data")
                     state = _CHUNK_SIZE
                 else:  # CHUNK_SIZE: chunk-size [ chunk-ext ] CRLF
+                    if self._bulk and end - pos >= _BULK_MIN:  # once a read: linear
+                        self._bulk = False
+                        pos = self._whole_chunks(buf, pos, end, parts)
                     # Fast path: whole chunks, line and data and CRLF, back to back.
                     m = match(buf, pos)
                     while m is not None:
@@ -380,6 +390,31 @@ class _Reader:
             if parts:
                 out.append(Body(self.side, bytes(parts[0]) if len(parts) == 1 else b"".join(parts)))
         return pos
+
+    @staticmethod
+    def _whole_chunks(
+        buf: bytes | bytearray, pos: int, end: int, parts: list[bytes | bytearray]
+    ) -> int:
+        """Many small chunks in one read (a streaming server sends one per event), cut in C.
+
+        Splitting at every CRLF, hex digits, CRLF may also cut inside data; a cut is
+        kept only if every piece is exactly as long as the size line before it says,
+        which a cut inside data can never satisfy (its piece is shorter). The last
+        chunk, the last-chunk (size 0) and any size line with extensions or bare LFs
+        are left to the chunk-by-chunk loop. Returns where that loop goes on.
+        """
+        pieces = _SIZE_LINE.split(b"\r\n" + buf[pos:end])
+        # [b"", size 1, data 1, size 2, data 2, ..., size n, the rest]
+        n = (len(pieces) - 1) // 2 - 1  # the chunks known whole: all but the last
+        if n < 1 or pieces[0]:
+            return pos
+        sizes = pieces[1 : 2 * n : 2]
+        data = pieces[2 : 2 * n + 1 : 2]
+        lengths = list(map(int, sizes, repeat(16)))
+        if lengths != list(map(len, data)) or 0 in lengths:
+            return pos
+        parts += data
+        return pos + sum(map(len, sizes)) + sum(lengths) + 4 * n
 
     def _find_head_end(self, buf: bytes | bytearray, pos: int) -> tuple[int, int]:
         """(start, end) of the next head: `end` is just past its blank line, or -1.

@@ -7,14 +7,21 @@ empty line dispatches the message unless its data is empty; "id" containing NUL
 is ignored; "retry" takes ASCII digits only. At end of stream an unfinished
 message is discarded, as the standard says.
 
-This is the hot path of every streamed AI response, so lines are split with
-`bytes.split` over whole reads, `data:` lines take a fast path, and a line that
-arrives in many small reads is joined once, not re-copied on every read.
+This is the hot path of every streamed AI response (one event per token), so the
+shapes AI APIs send — `data: ...` alone, or `event: ...` then `data: ...` — are
+cut out of a whole read by regular expressions, in C, and only other events go
+through the rules line by line in Python. `feed_raw` gives events undecoded, for
+consumers that compare the name and hand the data to orjson as bytes. A line
+arriving in many small reads is joined once (decode/lines.py).
 """
 
 from __future__ import annotations
 
+import re
+from itertools import repeat
 from typing import NamedTuple
+
+from oisp_sensor.decode.lines import LineBuffer
 
 # A line longer than this is dropped with the event it belongs to (and counted):
 # a stream that never sends a newline must not eat memory. Generous, because image
@@ -22,6 +29,12 @@ from typing import NamedTuple
 MAX_LINE = 32 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+# One event in the common shapes (after CR/CRLF became LF): an optional `event: ` line, one
+# `data: ` line, the blank line.
+_EVENT = re.compile(rb"(?:event: (.*)\n)?data: (.*)\n\n")  # "." is any byte but LF
+_NO_NAME: dict[bytes | None, bytes] = {None: b""}
+# From about ten events on, one `split` of the read beats matching event by event.
+_SPLIT_MIN = 2048
 
 
 class SseMessage(NamedTuple):
@@ -37,38 +50,43 @@ class SseMessage(NamedTuple):
 # Builds a message without the Python-level `__new__` a NamedTuple adds (hot path).
 _new_message = tuple.__new__
 
+RawEvent = tuple[bytes, bytes, str | None, int | None]
+"""An event as dispatched, not yet decoded: (event name, data, last event id, retry).
+The name is b"" where the standard says "message"."""
 
-class SseDecoder:
+
+class SseDecoder(LineBuffer):
     """`feed(chunk) -> messages`, `flush() -> messages` (always empty, per the standard)."""
 
-    __slots__ = (
-        "_tail",
-        "_tail_len",
-        "_data",
-        "_event",
-        "_last_id",
-        "_retry",
-        "_pending_cr",
-        "_started",
-        "_skipping",
-        "_discard",
-        "oversized",
-    )
+    __slots__ = ("_data", "_event", "_last_id", "_retry", "_pending_cr", "_started", "_discard")
 
     def __init__(self) -> None:
-        self._tail: list[bytes] = []  # pieces of the line not yet terminated
-        self._tail_len = 0
+        super().__init__()
         self._data: list[bytes] = []
         self._event = b""
         self._last_id: str | None = None
         self._retry: int | None = None
         self._pending_cr = False  # the previous chunk ended in CR: a leading LF is its pair
         self._started = False  # past the optional leading BOM
-        self._skipping = False  # inside an oversized line: drop bytes up to its end
         self._discard = False  # the event being built lost a line: do not dispatch it
-        self.oversized = 0  # lines dropped for being longer than MAX_LINE
 
     def feed(self, chunk: bytes) -> list[SseMessage]:
+        return [
+            _new_message(
+                SseMessage,
+                (
+                    event.decode("utf-8", "replace") if event else "message",
+                    data.decode("utf-8", "replace"),
+                    last_id,
+                    retry,
+                ),
+            )
+            for event, data, last_id, retry in self.feed_raw(chunk)
+        ]
+
+    def feed_raw(self, chunk: bytes) -> list[RawEvent]:
+        """`feed` without the decoding: for a consumer that dispatches on the event name
+        and hands the data to a JSON parser as bytes, as the response assemblers do."""
         if not chunk:
             return []
         if self._pending_cr:
@@ -86,39 +104,76 @@ class SseDecoder:
             chunk = self._skip_bom(chunk)
             if not chunk:
                 return []
-        if self._skipping:
-            nl = chunk.find(b"\n")
-            if nl < 0:
-                return []
-            chunk = chunk[nl + 1 :]
-            self._skipping = False
-        elif self._tail:
-            if b"\n" not in chunk:
-                self._hold(chunk)
-                return []
-            self._tail.append(chunk)
-            chunk = b"".join(self._tail)
-            self._tail = []
-            self._tail_len = 0
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if len(chunk) > MAX_LINE:
-            lines = self._drop_long(lines)
-        out: list[SseMessage] = []
+        if self._skipping or self._tail:
+            chunk = self._line_start(chunk, MAX_LINE)
+        out: list[RawEvent] = []
+        if len(chunk) > MAX_LINE:  # a line may be over the limit: line by line, with its rule
+            lines = chunk.split(b"\n")
+            rest = lines.pop()
+            self._lines_within_limit(lines, out)
+        else:
+            # A blank line ends each event, so the text between two blank lines is one
+            # event's lines. Events in the shapes every AI API sends — `data: ...` alone,
+            # or `event: ...` then `data: ...` — are cut out by a regular expression, in
+            # C: all at once when a long read holds nothing else, else one by one. Any
+            # other event goes line by line (`_lines`), as does one whose first lines
+            # came in an earlier read.
+            end = chunk.rfind(b"\n\n") + 2  # past the last blank line
+            if end == 1:  # there is none
+                end = 0
+            pos = 0
+            if end and (self._data or self._event or self._discard):
+                pos = self._event_lines(chunk, 0, out)
+            if end - pos >= _SPLIT_MIN:
+                # [before, name, data, before, name, data, ..., after]: all "before"s and
+                # the "after" empty means the events follow each other with nothing else.
+                parts = _EVENT.split(chunk[pos:end])
+                if not parts[-1] and not any(parts[0::3]):
+                    names = parts[1::3]  # None where there was no `event:` line: b""
+                    out += zip(
+                        map(_NO_NAME.get, names, names),
+                        parts[2::3],
+                        repeat(self._last_id),
+                        repeat(self._retry),
+                    )
+                    pos = end
+            match = _EVENT.match
+            while pos < end:
+                one = match(chunk, pos, end)
+                if one is None:
+                    pos = self._event_lines(chunk, pos, out)
+                else:
+                    out.append((one[1] or b"", one[2], self._last_id, self._retry))
+                    pos = one.end()
+            rest = chunk[end:]  # the start of an event to come
+            if b"\n" in rest:
+                lines = rest.split(b"\n")
+                rest = lines.pop()
+                self._lines(lines, out)
+        if rest:  # after the events: an oversized rest belongs to the next event, not these
+            self._hold(rest, MAX_LINE)
+        return out
+
+    def _event_lines(self, chunk: bytes, pos: int, out: list[RawEvent]) -> int:
+        """The lines of the event at `pos`, which a blank line ends, one by one; returns
+        where the next event starts."""
+        blank = chunk.find(b"\n\n", pos)
+        if blank < 0:
+            # `pos` is the third of three newlines: one more empty line (found by fuzzing:
+            # returning -1 + 2 here restarted the caller's loop at 1, forever).
+            self._lines([b""], out)
+            return pos + 1
+        self._lines((chunk[pos:blank] + b"\n").split(b"\n"), out)  # + the blank line
+        return blank + 2
+
+    def _lines(self, lines: list[bytes], out: list[RawEvent]) -> None:
+        """Each line by the standard's rules; a blank line dispatches the event."""
         data = self._data
         for line in lines:
-            if not line:  # a blank line dispatches the event (inlined: once per token)
+            if not line:
                 if data and not self._discard:
-                    event = self._event
-                    fields = (
-                        event.decode("utf-8", "replace") if event else "message",
-                        (data[0] if len(data) == 1 else b"\n".join(data)).decode(
-                            "utf-8", "replace"
-                        ),
-                        self._last_id,
-                        self._retry,
-                    )
-                    out.append(_new_message(SseMessage, fields))
+                    joined = data[0] if len(data) == 1 else b"\n".join(data)
+                    out.append((self._event, joined, self._last_id, self._retry))
                 if data:
                     data = self._data = []
                 self._event = b""
@@ -131,17 +186,13 @@ class SseDecoder:
                 continue
             else:
                 self._field(line)
-        if rest:  # after the loop: an oversized rest belongs to the next event, not these
-            self._hold(rest)
-        return out
 
     def flush(self) -> list[SseMessage]:
         """End of stream: an event without its blank line is discarded (WHATWG)."""
-        self._tail = []
-        self._tail_len = 0
+        self._forget()
         self._data = []
         self._event = b""
-        self._skipping = self._discard = False
+        self._discard = False
         return []
 
     def _skip_bom(self, chunk: bytes) -> bytes:
@@ -154,29 +205,19 @@ class SseDecoder:
         self._tail = []
         return head[3:] if head.startswith(_BOM) else head
 
-    def _hold(self, piece: bytes) -> None:
-        self._tail_len += len(piece)
-        if self._tail_len > MAX_LINE:
-            self._tail = []
-            self._tail_len = 0
-            self._skipping = True
-            self._lost_line()
-        else:
-            self._tail.append(piece)
-
-    def _drop_long(self, lines: list[bytes]) -> list[bytes]:
-        kept = []
-        for line in lines:
+    def _lines_within_limit(self, lines: list[bytes], out: list[RawEvent]) -> None:
+        """`_lines`, dropping each line over MAX_LINE and the event it belongs to — that
+        event only: the events before it in the same read are dispatched first."""
+        start = 0
+        for i, line in enumerate(lines):
             if len(line) > MAX_LINE:
+                self._lines(lines[start:i], out)
                 self._lost_line()
-                # Keep the place of the line so a following blank line still ends its event.
-                kept.append(b":")
-            else:
-                kept.append(line)
-        return kept
+                start = i + 1
+        self._lines(lines[start:], out)
 
     def _lost_line(self) -> None:
-        self.oversized += 1
+        super()._lost_line()
         self._discard = True
 
     def _field(self, line: bytes) -> None:

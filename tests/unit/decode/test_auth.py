@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from oisp_sensor.decode.auth import SECRET_HEADERS, extract_auth, key_prefix
 from oisp_sensor.decode.http1 import Headers
+from oisp_sensor.privacy.hashing import KeyedHasher
 from tests.helpers import HASHER
 
 
@@ -105,3 +106,34 @@ def test_every_credential_header_is_listed_as_secret() -> None:
         "x-amz-security-token",
     ):
         assert name in SECRET_HEADERS
+
+
+class CountingHasher:
+    """The test key's hasher, counting the secrets it is asked to hash."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, value: str) -> str:
+        self.calls.append(value)
+        return HASHER(value)
+
+
+def test_the_same_key_is_hashed_once() -> None:
+    hasher = CountingHasher()
+    key = "sk-proj-" + "c4c4e" * 12
+    headers = Headers([("authorization", f"Bearer {key}")])
+    first = extract_auth(headers, {}, hasher)
+    for _ in range(50):
+        assert extract_auth(headers, {}, hasher) == first
+    assert hasher.calls == [key]
+    assert first == {"type": "api_key", "key_prefix": "sk-proj-", "key_hash": HASHER(key)}
+
+
+def test_cached_hashes_belong_to_their_hasher() -> None:
+    """Another hashing key (another machine's secret) must not get this one's hashes."""
+    key = "sk-" + "d" * 48
+    other = KeyedHasher(b"another-machine-secret-32-bytes!")
+    headers = Headers([("x-api-key", key)])
+    assert extract_auth(headers, {}, HASHER)["key_hash"] == HASHER(key)
+    assert extract_auth(headers, {}, other)["key_hash"] == other(key) != HASHER(key)

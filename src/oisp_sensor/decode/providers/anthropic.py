@@ -12,24 +12,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oisp_sensor.decode.http1 import ResponseHead
+import orjson
+
 from oisp_sensor.decode.providers.base import (
+    ORJSON_MAX,
+    SHAPE_ERRORS,
     ApiDecoder,
     DecodedRequest,
     HttpRequest,
     ResponseAssembler,
-    ResponseBuilder,
     ToolResultRef,
     as_int,
     as_str,
     compact_usage,
     copy_parameters,
     error_from_body,
-    estimate_tokens,
+    event_name,
+    loads,
+    sse_json_slow,
 )
-from oisp_sensor.decode.providers.openai_chat import make_message
-from oisp_sensor.decode.sse import SseMessage
-from oisp_sensor.events.data import AiRequestData, Message, ToolCall, ToolDefinition, Usage
+from oisp_sensor.decode.providers.common import (
+    RequestBuilder,
+    history_call,
+    make_message,
+    not_an_object,
+)
+from oisp_sensor.decode.sse import RawEvent
+from oisp_sensor.errors import DecodeError
+from oisp_sensor.events.data import ToolCall, ToolDefinition, Usage
 
 PARAMETERS = {
     "temperature": "temperature",
@@ -117,9 +127,105 @@ def _server_tool(ttype: Any) -> str:
     return "other"
 
 
+class MessagesAssembler(ResponseAssembler):
+    def on_json(self, obj: Any) -> None:
+        self._message(obj)
+        for i, block in enumerate(obj.get("content") or []):
+            self._block(i, block)
+            if block.get("type") == "tool_use":
+                self.builder.set_tool_arguments(i, block.get("input"))
+        self.builder.choice(0).finish_reason = as_str(obj.get("stop_reason"))
+
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        self.on_sse_events([(event, data, None, None)])
+
+    def on_sse_events(self, events: list[RawEvent]) -> None:
+        # One `content_block_delta` per streamed token: told by its `event:` line, parsed
+        # from bytes, and its text kept to be handed over once for the whole read.
+        b = self.builder
+        texts: list[object] = []
+        for event, data, _, _ in events:
+            try:
+                if event == b"content_block_delta":
+                    try:  # `sse_json`, inlined
+                        obj = orjson.loads(data) if len(data) <= ORJSON_MAX else loads(data)
+                    except orjson.JSONDecodeError:
+                        obj = sse_json_slow(event, data)
+                    etype = obj.get("type", "content_block_delta")
+                elif event == b"ping":
+                    continue
+                else:
+                    obj = self.sse_json(event, data)
+                    etype = obj.get("type", event_name(event))
+                if etype == "content_block_delta":
+                    delta = obj.get("delta") or {}
+                    if delta.get("type") == "text_delta":
+                        texts.append(delta.get("text"))
+                        continue
+                if texts:  # the text before this event comes first
+                    b.add_texts(texts)
+                    texts = []
+                if etype == "content_block_delta":
+                    self._delta(obj, delta)
+                else:
+                    self._event(etype, obj)
+            except (DecodeError, *SHAPE_ERRORS) as e:
+                self._message_problem(e)
+        if texts:
+            b.add_texts(texts)
+
+    def _delta(self, obj: dict[str, Any], delta: dict[str, Any]) -> None:
+        dtype = delta.get("type")
+        if dtype == "input_json_delta":
+            index = as_int(obj.get("index")) or 0
+            self.builder.add_tool_arguments(index, delta.get("partial_json"))
+        elif dtype == "thinking_delta":
+            self.builder.add_thinking(delta.get("thinking"))
+
+    def _event(self, etype: Any, obj: dict[str, Any]) -> None:
+        b = self.builder
+        if etype == "message_start":
+            self._message(obj.get("message") or {})
+        elif etype == "content_block_start":
+            self._block(as_int(obj.get("index")) or 0, obj.get("content_block") or {})
+        elif etype == "message_delta":
+            delta = obj.get("delta") or {}
+            reason = as_str(delta.get("stop_reason"))
+            if reason:
+                b.choice(0).finish_reason = reason
+            b.set_usage(anthropic_usage(obj.get("usage"), b.usage))
+        elif etype == "error":
+            b.error = error_from_body(obj)
+
+    def _message(self, message: dict[str, Any]) -> None:
+        b = self.builder
+        b.provider_request_id = message.get("id")
+        b.model = message.get("model")
+        b.set_usage(anthropic_usage(message.get("usage"), b.usage))
+        b.choice(0)
+
+    def _block(self, index: int, block: dict[str, Any]) -> None:
+        b = self.builder
+        btype = block.get("type")
+        if btype == "text":
+            b.add_text(block.get("text"))
+        elif btype in ("tool_use", "server_tool_use"):
+            call = b.tool_call(index)
+            call.id, call.name = as_str(block.get("id")), as_str(block.get("name"))
+            call.type = "function" if btype == "tool_use" else "server_tool"
+            # A streamed tool_use starts with `input: {}` and its JSON arrives in deltas.
+            if btype == "server_tool_use" and isinstance(block.get("input"), dict):
+                b.set_tool_arguments(index, json.dumps(block["input"], separators=(",", ":")))
+        elif btype == "thinking":
+            b.add_thinking(block.get("thinking"))
+        elif btype == "redacted_thinking":
+            b.attrs["redacted_thinking_blocks"] = b.attrs.get("redacted_thinking_blocks", 0) + 1
+
+
 class AnthropicMessages(ApiDecoder):
     name = "anthropic.messages"
     request_type = "chat"
+    assembler_class = MessagesAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         return req.method == "POST" and req.path.rstrip("/").endswith("/v1/messages")
@@ -127,18 +233,13 @@ class AnthropicMessages(ApiDecoder):
     def decode_request(self, req: HttpRequest) -> DecodedRequest:
         body = req.json()
         if not isinstance(body, dict):
-            return DecodedRequest(
-                data={"request_type": "chat"}, partial_reason="request body is not a JSON object"
-            )
-        data: AiRequestData = {"request_type": "chat"}
-        messages: list[Message] = []
-        results: list[ToolResultRef] = []
+            return not_an_object()
+        rb = RequestBuilder()
         system_text, _ = blocks_text(body.get("system"))
         if system_text:
-            messages.append(make_message("system", system_text))
-        first_user: str | None = None
-        images = 0
-        chars = len(system_text)
+            rb.messages.append(make_message("system", system_text))
+            rb.system.append(system_text)
+        rb.chars = len(system_text)
         raw_messages = body.get("messages")
         for raw in raw_messages if isinstance(raw_messages, list) else []:
             if not isinstance(raw, dict):
@@ -163,141 +264,43 @@ class AnthropicMessages(ApiDecoder):
                     n_img += 1
                 elif btype == "tool_use":
                     args = block.get("input")
-                    call: ToolCall = {
-                        "type": "function",
-                        "arguments": args if isinstance(args, dict) else {},
-                    }
-                    if isinstance(block.get("id"), str):
-                        call["id"] = block["id"]
-                    if isinstance(block.get("name"), str):
-                        call["name"] = block["name"]
-                    calls.append(call)
+                    args = args if isinstance(args, dict) else {}
+                    calls.append(history_call(block.get("id"), block.get("name"), args))
                 elif btype == "thinking" and isinstance(block.get("thinking"), str):
                     thinking.append(block["thinking"])
                 elif btype == "tool_result":
                     text, r_img = blocks_text(block.get("content"))
                     call_id = block.get("tool_use_id")
                     msg = make_message("tool", text, r_img)
-                    chars += len(text)
+                    rb.chars += len(text)
                     if isinstance(call_id, str):
                         msg["tool_call_id"] = call_id
-                        results.append(
+                        rb.tool_results.append(
                             ToolResultRef(call_id, text, is_error=block.get("is_error") is True)
                         )
-                    messages.append(msg)
+                    rb.messages.append(msg)
             if texts or calls or n_img or thinking:
                 text = "\n".join(texts)
-                chars += len(text)
-                images += n_img
+                rb.chars += len(text)
+                rb.images += n_img
                 msg = make_message(role, text, n_img)
                 if calls:
                     msg["tool_calls"] = calls
                 if thinking:
                     msg["thinking"] = "\n".join(thinking)
-                messages.append(msg)
-                if role == "user" and first_user is None and texts:
-                    first_user = text
-        data["messages"] = messages
-        data["messages_count"] = len(messages)
-        data["has_system_prompt"] = bool(system_text)
-        tools = _tools(body.get("tools"))
-        if tools:
-            data["tools"] = tools
-            data["tools_count"] = len(tools)
+                rb.messages.append(msg)
+                if role == "user" and rb.first_user is None and texts:
+                    rb.first_user = text
         tc = body.get("tool_choice")
-        if isinstance(tc, dict) and isinstance(tc.get("type"), str) and tc["type"] in _TOOL_CHOICE:
-            data["tool_choice"] = _TOOL_CHOICE[tc["type"]]
+        choice = tc.get("type") if isinstance(tc, dict) else None
         params = copy_parameters(body, PARAMETERS)
         thinking_cfg = body.get("thinking")
         if isinstance(thinking_cfg, dict) and as_int(thinking_cfg.get("budget_tokens")):
             params["thinking_budget_tokens"] = thinking_cfg["budget_tokens"]
-        if params:
-            data["parameters"] = params
-        if images:
-            data["has_images"] = True
-            data["image_count"] = images
-        data["estimated_tokens"] = estimate_tokens(chars)
-        streaming = body.get("stream") is True
-        data["streaming"] = streaming
-        return DecodedRequest(
-            data=data,
-            model=body.get("model") if isinstance(body.get("model"), str) else None,
-            streaming=streaming,
-            system_prompt=system_text or None,
-            first_user_message=first_user,
-            tool_results=results,
+        return rb.build(
+            model=body.get("model"),
+            streaming=body.get("stream") is True,
+            tools=_tools(body.get("tools")),
+            tool_choice=_TOOL_CHOICE.get(choice) if isinstance(choice, str) else None,
+            parameters=params,
         )
-
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return MessagesAssembler(head, builder)
-
-
-class MessagesAssembler(ResponseAssembler):
-    def on_json(self, obj: Any) -> None:
-        self._message(obj)
-        for i, block in enumerate(obj.get("content") or []):
-            self._block(i, block)
-            if block.get("type") == "tool_use" and isinstance(block.get("input"), dict):
-                self.builder.tool_call(i).arguments_obj = block["input"]
-        self.builder.choice(0).finish_reason = as_str(obj.get("stop_reason"))
-
-    def on_sse(self, msg: SseMessage) -> None:
-        if msg.event == "ping":
-            return
-        obj = self.sse_json(msg)
-        b = self.builder
-        etype = obj.get("type", msg.event)
-        if etype == "content_block_delta":  # first: one per streamed token
-            delta = obj.get("delta") or {}
-            dtype = delta.get("type")
-            if dtype == "text_delta":
-                b.add_text(as_str(delta.get("text")) or "")
-            elif dtype == "input_json_delta":
-                index = as_int(obj.get("index")) or 0
-                b.add_tool_arguments(index, as_str(delta.get("partial_json")) or "")
-            elif dtype == "thinking_delta":
-                b.add_thinking(as_str(delta.get("thinking")) or "")
-        elif etype == "message_start":
-            self._message(obj.get("message") or {})
-        elif etype == "content_block_start":
-            self._block(as_int(obj.get("index")) or 0, obj.get("content_block") or {})
-        elif etype == "message_delta":
-            delta = obj.get("delta") or {}
-            reason = as_str(delta.get("stop_reason"))
-            if reason:
-                b.choice(0).finish_reason = reason
-            b.set_usage(anthropic_usage(obj.get("usage"), b.usage))
-        elif etype == "error":
-            b.error = error_from_body(obj)
-
-    def _message(self, message: dict[str, Any]) -> None:
-        b = self.builder
-        if isinstance(message.get("id"), str):
-            b.provider_request_id = message["id"]
-        if isinstance(message.get("model"), str):
-            b.model = message["model"]
-        b.set_usage(anthropic_usage(message.get("usage"), b.usage))
-        b.choice(0)
-
-    def _block(self, index: int, block: dict[str, Any]) -> None:
-        b = self.builder
-        btype = block.get("type")
-        if btype == "text":
-            b.add_text(as_str(block.get("text")) or "")
-        elif btype in ("tool_use", "server_tool_use"):
-            call = b.tool_call(index)
-            call.id, call.name = as_str(block.get("id")), as_str(block.get("name"))
-            call.type = "function" if btype == "tool_use" else "server_tool"
-            # A streamed tool_use starts with `input: {}` and its JSON arrives in deltas.
-            if btype == "server_tool_use" and isinstance(block.get("input"), dict):
-                call.parts.append(json.dumps(block["input"], separators=(",", ":")))
-        elif btype == "thinking":
-            b.add_thinking(as_str(block.get("thinking")) or "")
-        elif btype == "redacted_thinking":
-            b.attrs["redacted_thinking_blocks"] = b.attrs.get("redacted_thinking_blocks", 0) + 1

@@ -10,9 +10,11 @@ here once; a decoder only says what each parsed message means.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -21,7 +23,7 @@ from oisp_sensor.decode.eventstream import EventStreamDecoder, EventStreamMessag
 from oisp_sensor.decode.http1 import Headers, ResponseHead
 from oisp_sensor.decode.jsonarray import JsonArraySplitter
 from oisp_sensor.decode.ndjson import NdjsonDecoder
-from oisp_sensor.decode.sse import SseDecoder, SseMessage
+from oisp_sensor.decode.sse import RawEvent, SseDecoder
 from oisp_sensor.errors import DecodeError
 from oisp_sensor.events.data import (
     AiRequestData,
@@ -31,6 +33,8 @@ from oisp_sensor.events.data import (
     ToolCall,
     Usage,
 )
+
+T = TypeVar("T")
 
 # Errors a decoder's field access can raise on JSON of an unexpected shape. They
 # are input problems, not bugs, and are turned into a partial event in one place.
@@ -158,13 +162,43 @@ def stream_format(headers: Headers) -> StreamFormat:
 # --- what a response turns into ------------------------------------------------------
 
 
-@dataclass(slots=True)
+class WireText:
+    """A field decoders fill straight from the wire that must hold a non-empty string.
+
+    Setting it to anything else (a list, a number, null, "") is ignored and the field
+    keeps what it had, so a value of the wrong JSON type never reaches event building
+    (`tools.tool_type(name)` calls `.lower()` on a tool's name). The owner initialises
+    the `_<name>` attribute behind it.
+    """
+
+    __slots__ = ("_slot",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> str | None:
+        value: str | None = getattr(obj, self._slot)
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        if isinstance(value, str) and value:
+            setattr(obj, self._slot, value)
+
+
 class ToolCallBuilder:
-    id: str | None = None
-    name: str | None = None
-    type: str = "function"
-    parts: list[str] = field(default_factory=list)
-    arguments_obj: dict[str, Any] | None = None  # when the wire gives an object, not text
+    """One tool call being assembled; arguments come in through `ResponseBuilder`."""
+
+    __slots__ = ("_id", "_name", "_type", "parts", "arguments_obj")
+    id = WireText()
+    name = WireText()
+    type = WireText()
+
+    def __init__(self) -> None:
+        self._id: str | None = None
+        self._name: str | None = None
+        self._type: str | None = "function"
+        self.parts: list[str] = []  # arguments text, as streamed
+        self.arguments_obj: dict[str, Any] | None = None  # when the wire gives an object
 
     @property
     def arguments(self) -> str:
@@ -173,13 +207,18 @@ class ToolCallBuilder:
         return "".join(self.parts)
 
 
-@dataclass(slots=True)
 class ChoiceBuilder:
-    index: int
-    text: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
-    tool_calls: dict[Any, ToolCallBuilder] = field(default_factory=dict)
-    finish_reason: str | None = None
+    """One choice (candidate) being assembled."""
+
+    __slots__ = ("index", "text", "thinking", "tool_calls", "_finish_reason")
+    finish_reason = WireText()
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.tool_calls: dict[int | str, ToolCallBuilder] = {}
+        self._finish_reason: str | None = None
 
 
 # Provider finish/stop reasons -> the spec's enum (stop, length, tool_calls,
@@ -237,16 +276,38 @@ def _append(parts: list[str], text: str) -> None:
         parts[:] = ["".join(parts)]
 
 
+def _tool_key(key: object) -> int | str:
+    """A tool call's key within its choice: decoders pass stream indexes and ids; any
+    other value (a float, a list) keys by its text, so its pieces still meet."""
+    number = as_int(key)
+    return number if number is not None else repr(key)[:200]
+
+
+def _usd(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    amount = float(value)
+    return amount if math.isfinite(amount) and amount >= 0 else None
+
+
 class ResponseBuilder:
-    """Everything one response says, assembled from however many pieces it came in."""
+    """Everything one response says, assembled from however many pieces it came in.
+
+    Decoders copy values from JSON of whatever shape the server sent, so this is the
+    one place that guarantees types: `model`, `provider_request_id`, `finish_reason`
+    and tool-call names and ids hold non-empty strings (a value of another type is
+    ignored), text is added only when it is a string, usage keeps integers only, and
+    `error` keeps only string fields. No decoder can hand event building a list where
+    a name belongs.
+    """
 
     def __init__(self, record_deltas: bool = False, text_budget: int = 16 * 1024 * 1024) -> None:
         self.choices: dict[int, ChoiceBuilder] = {}
         self.usage: Usage | None = None
-        self.model: str | None = None
-        self.provider_request_id: str | None = None
-        self.error: ErrorInfo | None = None
-        self.finish_reason: str | None = None  # overrides the first choice's when set
+        self._model: str | None = None
+        self._provider_request_id: str | None = None
+        self._error: ErrorInfo | None = None
+        self._finish_reason: str | None = None
         self.first_content_ns: int | None = None
         self.problems: list[str] = []
         self.attrs: dict[str, Any] = {}
@@ -255,9 +316,38 @@ class ResponseBuilder:
         self.deltas: list[dict[str, Any]] = []
         self.text_budget = text_budget  # characters of text/thinking/arguments still accepted
 
+    # --- set by decoders: a value of the wrong type is ignored (see WireText) ----------
+
+    model = WireText()
+    provider_request_id = WireText()
+    finish_reason = WireText()  # overrides the first choice's when set
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        return self._error
+
+    @error.setter
+    def error(self, value: ErrorInfo | None) -> None:
+        """Only the spec's string fields survive; a message is cut to 2000 characters."""
+        err: ErrorInfo = {}
+        if isinstance(value, dict):
+            for key in ("type", "message", "code"):
+                text = value.get(key)
+                if isinstance(text, str) and text:
+                    err[key] = text[:2000]
+        self._error = err or None
+
     def choice(self, index: int = 0) -> ChoiceBuilder:
-        c = self.choices.get(index)
+        try:
+            c = self.choices.get(index)
+        except TypeError:  # unhashable: not an index
+            c, index = None, 0
         if c is None:
+            if type(index) is not int:
+                index = as_int(index) or 0
+                c = self.choices.get(index)
+                if c is not None:
+                    return c
             c = ChoiceBuilder(index)
             if len(self.choices) < MAX_CHOICES:
                 self.choices[index] = c
@@ -274,45 +364,106 @@ class ResponseBuilder:
         self.text_budget -= len(text)
         if self.text_budget >= 0:
             return True
-        if "response text over the limit; the rest is not kept" not in self.problems:
-            self.problems.append("response text over the limit; the rest is not kept")
+        self._over_budget()
         return False
 
-    def add_text(self, text: str, index: int = 0) -> None:
-        # isinstance: the value comes from JSON, which may hold anything where text belongs.
-        if text and isinstance(text, str) and self._spend(text):
-            self._content()
-            _append(self.choice(index).text, text)
-            if self.record_deltas:
-                self.deltas.append({"index": index, "content": text})
+    def _over_budget(self) -> None:
+        if "response text over the limit; the rest is not kept" not in self.problems:
+            self.problems.append("response text over the limit; the rest is not kept")
 
-    def add_thinking(self, text: str, index: int = 0) -> None:
+    def add_text(self, text: object, index: int = 0) -> None:
+        """A piece of a choice's text. Called once per streamed token, so `_spend`,
+        `_content`, `choice` and `_append` are inlined here."""
+        if not text or not isinstance(text, str):  # JSON may hold anything where text belongs
+            return
+        self.text_budget -= len(text)
+        if self.text_budget < 0:
+            self._over_budget()
+            return
+        if self.first_content_ns is None:
+            self.first_content_ns = self.now_ns
+        choice = self.choices.get(index) if type(index) is int else None
+        parts = (choice or self.choice(index)).text
+        parts.append(text)
+        if len(parts) > 4096:
+            parts[:] = ["".join(parts)]
+        if self.record_deltas:
+            self.deltas.append({"index": index, "content": text})
+
+    def add_texts(self, pieces: list[object], index: int = 0) -> None:
+        """Several pieces of a choice's text at once (the text deltas of one read): one
+        `add_text` for all of them, or one each when streaming chunks are recorded."""
+        if self.record_deltas:
+            for piece in pieces:
+                self.add_text(piece, index)
+            return
+        try:
+            text = "".join(pieces)  # type: ignore[arg-type]  # they are text, nearly always
+        except TypeError:
+            text = "".join(p for p in pieces if isinstance(p, str))
+        self.add_text(text, index)
+
+    def add_thinking(self, text: object, index: int = 0) -> None:
         if text and isinstance(text, str) and self._spend(text):
             self._content()
             _append(self.choice(index).thinking, text)
 
-    def tool_call(self, key: Any, index: int = 0) -> ToolCallBuilder:
+    def tool_call(self, key: object, index: int = 0) -> ToolCallBuilder:
         """The tool call `key` (stream index or id) of choice `index`, created on first use."""
         self._content()
+        k = key if type(key) is int or type(key) is str else _tool_key(key)
         calls = self.choice(index).tool_calls
-        tc = calls.get(key)
+        tc = calls.get(k)
         if tc is None:
             tc = ToolCallBuilder()
             if sum(len(c.tool_calls) for c in self.choices.values()) < MAX_TOOL_CALLS:
-                calls[key] = tc
+                calls[k] = tc
             else:  # each would become an event: a flood, not a model's parallel calls
                 self._once("too many tool calls; the rest are not kept")
         return tc
 
-    def add_tool_arguments(self, key: Any, text: str, index: int = 0) -> None:
+    def add_tool_arguments(self, key: object, text: object, index: int = 0) -> None:
+        """A streamed piece of a call's arguments (JSON text)."""
         if text and isinstance(text, str) and self._spend(text):
             _append(self.tool_call(key, index).parts, text)
             if self.record_deltas:
                 self.deltas.append({"index": index, "tool_call": key, "arguments": text})
 
+    def set_tool_arguments(self, key: object, value: object, index: int = 0) -> None:
+        """A call's whole arguments: JSON text, or an object (Gemini, Ollama and Bedrock
+        send objects). Anything else is not arguments and leaves the call as it was."""
+        if isinstance(value, str):
+            if self._spend(value):
+                call = self.tool_call(key, index)
+                call.parts, call.arguments_obj = [value], None
+        elif isinstance(value, dict):
+            call = self.tool_call(key, index)
+            call.parts, call.arguments_obj = [], value
+
     def set_usage(self, usage: Usage | None) -> None:
-        if usage:
-            self.usage = usage
+        """Token counts the traffic carried: integers only (absent is not zero)."""
+        if not usage:
+            return
+        kept = {k: v for k, v in usage.items() if type(v) is int}
+        if kept:
+            self.usage = kept  # type: ignore[assignment]
+
+    def report_cost(
+        self, total: object, input_usd: object = None, output_usd: object = None
+    ) -> None:
+        """What the provider says the call cost, in USD (OpenRouter, Perplexity); the pricing
+        enricher prefers it to any price table. Only finite, non-negative numbers count."""
+        if (value := _usd(total)) is None:
+            return
+        self.attrs["reported_cost_usd"] = value
+        for name, part in (
+            ("reported_input_cost_usd", input_usd),
+            ("reported_output_cost_usd", output_usd),
+        ):
+            if (amount := _usd(part)) is not None:
+                self.attrs[name] = amount
+            else:
+                self.attrs.pop(name, None)
 
     def problem(self, what: str) -> None:
         if len(self.problems) < 20:
@@ -348,12 +499,11 @@ class ResponseBuilder:
     def tool_calls_of(self, c: ChoiceBuilder) -> list[ToolCall]:
         out: list[ToolCall] = []
         for tc in c.tool_calls.values():
-            # as_str: a decoder may have copied a field of the wrong JSON type from the wire.
-            call: ToolCall = {"type": as_str(tc.type) or "function"}
-            if call_id := as_str(tc.id):
-                call["id"] = call_id
-            if name := as_str(tc.name):
-                call["name"] = name
+            call: ToolCall = {"type": tc.type or "function"}  # strings: see WireText
+            if tc.id:
+                call["id"] = tc.id
+            if tc.name:
+                call["name"] = tc.name
             call["arguments"] = tc.arguments
             out.append(call)
         return out
@@ -435,12 +585,7 @@ class ResponseAssembler:
         self.builder.now_ns = ts_ns
         self.body_bytes += len(data)
         if self._sse is not None:
-            on_sse = self.on_sse
-            for msg in self._sse.feed(data):
-                try:  # `_guard`, inlined: this runs once per streamed token
-                    on_sse(msg)
-                except (DecodeError, *SHAPE_ERRORS) as e:
-                    self._message_problem(e)
+            self.on_sse_events(self._sse.feed_raw(data))
         elif self._ndjson is not None:
             for line in self._ndjson.feed(data):
                 self._json_line(line)
@@ -498,44 +643,44 @@ class ResponseAssembler:
             self._guard(self.on_json, obj)
 
     def _json_line(self, line: bytes) -> None:
+        self._parsed(line, self.on_ndjson, "invalid JSON line in stream")
+
+    def _array_item(self, item: bytes) -> None:
+        self._parsed(item, self.on_array_item, "invalid JSON element in array stream")
+
+    def _parsed(self, data: bytes, hook: Callable[[Any], None], problem: str) -> None:
         try:
-            obj = loads(line)
+            obj = loads(data)
         except orjson.JSONDecodeError:
-            self.builder.problem("invalid JSON line in stream")
+            self.builder.problem(problem)
             return
-        self._guard(self.on_ndjson, obj)
+        self._guard(hook, obj)
+
+    def _event_message(self, msg: EventStreamMessage) -> None:
+        if msg.message_type == "event":
+            self._guard(self.on_eventstream, msg)
+        else:
+            self.builder.error = eventstream_error(msg)
 
     def _drain_array(self) -> None:
         assert self._array is not None
+        self._drain(self._array.next_item, self._array_item)
+
+    def _drain_events(self) -> None:
+        assert self._events is not None
+        self._drain(self._events.next_message, self._event_message)
+
+    def _drain(self, next_item: Callable[[], T | None], handle: Callable[[T], None]) -> None:
+        """Every message a framer has complete; a broken one is a problem, not the end."""
         while True:
             try:
-                item = self._array.next_item()
+                item = next_item()
             except DecodeError as e:
                 self.builder.problem(str(e))
                 continue
             if item is None:
                 return
-            try:
-                obj = loads(item)
-            except orjson.JSONDecodeError:
-                self.builder.problem("invalid JSON element in array stream")
-                continue
-            self._guard(self.on_array_item, obj)
-
-    def _drain_events(self) -> None:
-        assert self._events is not None
-        while True:
-            try:
-                msg = self._events.next_message()
-            except DecodeError as e:
-                self.builder.problem(str(e))
-                continue
-            if msg is None:
-                return
-            if msg.message_type == "event":
-                self._guard(self.on_eventstream, msg)
-            else:
-                self.builder.error = eventstream_error(msg)
+            handle(item)
 
     def _guard(self, hook: Any, arg: Any) -> None:
         try:
@@ -549,21 +694,32 @@ class ResponseAssembler:
         else:
             self.builder.problem(f"unexpected message shape: {type(e).__name__}: {e}"[:200])
 
-    def sse_json(self, msg: SseMessage) -> Any:
-        """An SSE message's data as JSON; `DecodeError` when it is not."""
-        data = msg.data
+    def sse_json(self, event: bytes, data: bytes) -> Any:
+        """An SSE event's data as JSON; `DecodeError` when it is not."""
         try:  # `loads`, with its size test inlined: this runs once per streamed token
             return orjson.loads(data) if len(data) <= ORJSON_MAX else loads(data)
         except orjson.JSONDecodeError:
-            raise DecodeError(f"invalid JSON in SSE event {msg.event!r}") from None
+            return sse_json_slow(event, data)
 
     # hooks -------------------------------------------------------------------------------
 
     def on_json(self, obj: Any) -> None:
         """A complete non-streamed JSON body (status < 400)."""
 
-    def on_sse(self, msg: SseMessage) -> None:
-        """One server-sent event."""
+    def on_sse_events(self, events: list[RawEvent]) -> None:
+        """The server-sent events of one read, in order. This hands each to `on_sse`; an
+        assembler that sees one per streamed token may loop itself, saving a call each."""
+        on_sse = self.on_sse
+        for event, data, _, _ in events:
+            try:  # `_guard`, inlined: this runs once per streamed token
+                on_sse(event, data)
+            except (DecodeError, *SHAPE_ERRORS) as e:
+                self._message_problem(e)
+
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        """One server-sent event, undecoded (decode/sse.py `feed_raw`): its name, b""
+        for the standard's default "message", and its data. Bytes, because most events
+        need no more than a comparison of the name and orjson, which reads bytes."""
 
     def on_ndjson(self, obj: Any) -> None:
         """One line of an NDJSON stream."""
@@ -573,6 +729,23 @@ class ResponseAssembler:
 
     def on_eventstream(self, msg: EventStreamMessage) -> None:
         """One AWS event stream message of type `event` (exceptions are handled here)."""
+
+
+def sse_json_slow(event: bytes, data: bytes) -> Any:
+    """The data of an event orjson refused. The standard decodes SSE as UTF-8 with
+    replacement characters, which orjson on bytes does not: try that text before
+    calling it invalid."""
+    text = data.decode("utf-8", "replace")
+    try:
+        return loads(text)
+    except orjson.JSONDecodeError:
+        name = event_name(event)
+        raise DecodeError(f"invalid JSON in SSE event {name!r}") from None
+
+
+def event_name(event: bytes) -> str:
+    """An SSE event's name as the standard reports it ("message" when none was given)."""
+    return event.decode("utf-8", "replace") if event else "message"
 
 
 def eventstream_error(msg: EventStreamMessage) -> ErrorInfo:
@@ -597,6 +770,9 @@ class ApiDecoder:
 
     name: ClassVar[str] = "unknown"
     request_type: ClassVar[str] = "chat"
+    # What reads this API's responses; override `assembler` only when it needs more than
+    # the response head (the request's turn count, its vendor, a framing to force).
+    assembler_class: ClassVar[type[ResponseAssembler]] = ResponseAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         raise NotImplementedError
@@ -611,7 +787,7 @@ class ApiDecoder:
         head: ResponseHead,
         builder: ResponseBuilder,
     ) -> ResponseAssembler:
-        return ResponseAssembler(head, builder)
+        return self.assembler_class(head, builder)
 
 
 # --- helpers shared by decoders --------------------------------------------------------

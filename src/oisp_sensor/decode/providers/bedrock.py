@@ -52,12 +52,11 @@ from oisp_sensor.decode.providers.common import (
     compact_json,
     history_call,
     not_an_object,
-    record_embeddings,
+    record_embeddings_in,
     text_of,
 )
 from oisp_sensor.decode.providers.openai_chat import OpenAIChat
 from oisp_sensor.decode.providers.openai_legacy import input_count
-from oisp_sensor.decode.sse import SseMessage
 from oisp_sensor.errors import DecodeError
 from oisp_sensor.events.data import ToolCall, ToolDefinition, Usage
 
@@ -171,9 +170,63 @@ def _parameters(body: dict[str, Any]) -> dict[str, Any]:
     return copy_parameters(config, PARAMETERS) if isinstance(config, dict) else {}
 
 
+class ConverseAssembler(ResponseAssembler):
+    """Converse's JSON, ConverseStream's events, and Nova's (same-shaped) invoke chunks."""
+
+    def on_json(self, obj: Any) -> None:
+        b = self.builder
+        message = (obj.get("output") or {}).get("message") or {}
+        for i, block in enumerate(message.get("content") or []):
+            b.add_text(block.get("text"))
+            reasoning = block.get("reasoningContent") or {}
+            b.add_thinking(text_of((reasoning.get("reasoningText") or {}).get("text")))
+            use = block.get("toolUse")
+            if isinstance(use, dict):
+                call = b.tool_call(i)
+                call.id, call.name = use.get("toolUseId"), use.get("name")
+                input_ = use.get("input")
+                b.set_tool_arguments(i, input_ if isinstance(input_, dict) else {})
+        self._end(obj)
+
+    def on_eventstream(self, msg: EventStreamMessage) -> None:
+        self.event(msg.event_type or "", _payload(msg))
+
+    def event(self, name: str, payload: dict[str, Any]) -> None:
+        b = self.builder
+        index = as_int(payload.get("contentBlockIndex")) or 0
+        if name == "messageStart":
+            b.choice(0)
+        elif name == "contentBlockStart":
+            use = (payload.get("start") or {}).get("toolUse")
+            if isinstance(use, dict):
+                call = b.tool_call(index)
+                call.id, call.name = use.get("toolUseId"), use.get("name")
+        elif name == "contentBlockDelta":
+            delta = payload.get("delta") or {}
+            b.add_text(delta.get("text"))
+            if isinstance(delta.get("toolUse"), dict):
+                b.add_tool_arguments(index, delta["toolUse"].get("input"))
+            reasoning = delta.get("reasoningContent")
+            if isinstance(reasoning, dict):
+                b.add_thinking(reasoning.get("text"))
+        elif name in ("messageStop", "metadata"):
+            self._end(payload)
+
+    def _end(self, obj: dict[str, Any]) -> None:
+        """stopReason, usage and metrics: the end of a Converse response or stream."""
+        b = self.builder
+        if isinstance(obj.get("stopReason"), str):
+            b.choice(0).finish_reason = obj["stopReason"]
+        b.set_usage(bedrock_usage(obj.get("usage")))
+        latency = as_int((obj.get("metrics") or {}).get("latencyMs"))
+        if latency is not None:
+            b.attrs["provider_latency_ms"] = latency
+
+
 class BedrockConverse(ApiDecoder):
     name = "bedrock.converse"
     request_type = "chat"
+    assembler_class = ConverseAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         op = operation(req)
@@ -194,67 +247,6 @@ class BedrockConverse(ApiDecoder):
             tool_choice=choice,
             parameters=_parameters(body),
         )
-
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return ConverseAssembler(head, builder)
-
-
-class ConverseAssembler(ResponseAssembler):
-    """Converse's JSON, ConverseStream's events, and Nova's (same-shaped) invoke chunks."""
-
-    def on_json(self, obj: Any) -> None:
-        b = self.builder
-        message = (obj.get("output") or {}).get("message") or {}
-        for i, block in enumerate(message.get("content") or []):
-            b.add_text(text_of(block.get("text")))
-            reasoning = block.get("reasoningContent") or {}
-            b.add_thinking(text_of((reasoning.get("reasoningText") or {}).get("text")))
-            use = block.get("toolUse")
-            if isinstance(use, dict):
-                call = b.tool_call(i)
-                call.id, call.name = use.get("toolUseId"), use.get("name")
-                call.arguments_obj = use.get("input") if isinstance(use.get("input"), dict) else {}
-        self._end(obj)
-
-    def on_eventstream(self, msg: EventStreamMessage) -> None:
-        self.event(msg.event_type or "", _payload(msg))
-
-    def event(self, name: str, payload: dict[str, Any]) -> None:
-        b = self.builder
-        index = as_int(payload.get("contentBlockIndex")) or 0
-        if name == "messageStart":
-            b.choice(0)
-        elif name == "contentBlockStart":
-            use = (payload.get("start") or {}).get("toolUse")
-            if isinstance(use, dict):
-                call = b.tool_call(index)
-                call.id, call.name = use.get("toolUseId"), use.get("name")
-        elif name == "contentBlockDelta":
-            delta = payload.get("delta") or {}
-            b.add_text(text_of(delta.get("text")))
-            if isinstance(delta.get("toolUse"), dict):
-                b.add_tool_arguments(index, text_of(delta["toolUse"].get("input")))
-            reasoning = delta.get("reasoningContent")
-            if isinstance(reasoning, dict):
-                b.add_thinking(text_of(reasoning.get("text")))
-        elif name in ("messageStop", "metadata"):
-            self._end(payload)
-
-    def _end(self, obj: dict[str, Any]) -> None:
-        """stopReason, usage and metrics: the end of a Converse response or stream."""
-        b = self.builder
-        if isinstance(obj.get("stopReason"), str):
-            b.choice(0).finish_reason = obj["stopReason"]
-        b.set_usage(bedrock_usage(obj.get("usage")))
-        latency = as_int((obj.get("metrics") or {}).get("latencyMs"))
-        if latency is not None:
-            b.attrs["provider_latency_ms"] = latency
 
 
 def _payload(msg: EventStreamMessage) -> dict[str, Any]:
@@ -395,7 +387,8 @@ class InvokeAssembler(ResponseAssembler):
                 if isinstance(value, dict):
                     inner.event(name, value)
         elif inner is not None:  # Anthropic / OpenAI stream events, as their SSE data
-            inner.on_sse(SseMessage(event=str(obj.get("type") or "message"), data=raw.decode()))
+            name = obj.get("type")
+            inner.on_sse(name.encode() if isinstance(name, str) else b"", raw)
         else:
             _native(self.builder, obj, counts=False)  # per-chunk counts: use the metrics
         metrics = obj.get("amazon-bedrock-invocationMetrics")
@@ -424,7 +417,8 @@ class InvokeAssembler(ResponseAssembler):
 
 
 def _header_int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    # isascii: str.isdigit() alone also takes "³", which int() refuses
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 def _native(b: ResponseBuilder, obj: dict[str, Any], *, counts: bool = True) -> None:
@@ -446,11 +440,7 @@ def _native(b: ResponseBuilder, obj: dict[str, Any], *, counts: bool = True) -> 
         for key in ("stop_reason", "completionReason", "finish_reason"):
             if isinstance(piece.get(key), str):
                 b.choice(0).finish_reason = piece[key]
-    embeddings = obj.get("embeddings")
-    if isinstance(embeddings, dict):  # Cohere: {"float": [[...]], ...}
-        embeddings = next(iter(embeddings.values()), None)
-    if isinstance(embeddings, list) or "embedding" in obj:
-        record_embeddings(b, embeddings if isinstance(embeddings, list) else [obj["embedding"]])
+    record_embeddings_in(b, obj)
     if not counts:
         return
     prompt = as_int(obj.get("prompt_token_count", obj.get("inputTextTokenCount")))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from oisp_sensor.decode.http1 import ResponseHead
 from oisp_sensor.decode.providers.base import (
     ApiDecoder,
     DecodedRequest,
@@ -28,12 +27,13 @@ from oisp_sensor.decode.providers.base import (
     compact_usage,
     copy_parameters,
     error_from_body,
+    event_name,
 )
 from oisp_sensor.decode.providers.common import (
     RequestBuilder,
     compact_json,
     not_an_object,
-    record_embeddings,
+    record_embeddings_in,
     text_of,
 )
 from oisp_sensor.decode.providers.openai_chat import (
@@ -42,7 +42,6 @@ from oisp_sensor.decode.providers.openai_chat import (
     history_tool_calls,
 )
 from oisp_sensor.decode.providers.openai_legacy import input_count
-from oisp_sensor.decode.sse import SseMessage
 from oisp_sensor.events.data import Usage
 
 PARAMETERS = {
@@ -90,9 +89,66 @@ def _tool_content(content: Any) -> str:
     return "\n".join(texts)
 
 
+class CohereAssembler(ResponseAssembler):
+    def on_json(self, obj: Any) -> None:
+        b = self.builder
+        b.provider_request_id = obj.get("id")
+        message = obj.get("message") or {}
+        self._content(message.get("content"))
+        if isinstance(message.get("tool_plan"), str):
+            b.add_thinking(message["tool_plan"])
+        for i, tc in enumerate(message.get("tool_calls") or []):
+            self._call(i, tc)
+        b.choice(0).finish_reason = obj.get("finish_reason")
+        b.set_usage(cohere_usage(obj.get("usage"), b))
+
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        obj = self.sse_json(event, data)
+        b = self.builder
+        etype = obj.get("type") or event_name(event)
+        index = as_int(obj.get("index")) or 0
+        delta = obj.get("delta") or {}
+        message = delta.get("message") or {}
+        if etype == "message-start":
+            b.provider_request_id = obj.get("id")
+            b.choice(0)
+        elif etype in ("content-start", "content-delta"):
+            self._content([message.get("content") or {}])
+        elif etype == "tool-plan-delta":
+            b.add_thinking(message.get("tool_plan"))
+        elif etype == "tool-call-start":
+            self._call(index, message.get("tool_calls") or {})
+        elif etype == "tool-call-delta":
+            fn = (message.get("tool_calls") or {}).get("function") or {}
+            b.add_tool_arguments(index, fn.get("arguments"))
+        elif etype == "message-end":
+            b.choice(0).finish_reason = delta.get("finish_reason")
+            b.set_usage(cohere_usage(delta.get("usage"), b))
+            if delta.get("error"):
+                b.error = {"type": "stream_error", "message": str(delta["error"])[:2000]}
+        elif etype == "error":
+            b.error = error_from_body(obj)
+
+    def _content(self, content: Any) -> None:
+        b = self.builder
+        if isinstance(content, str):
+            b.add_text(content)
+            return
+        for part in content if isinstance(content, list) else []:
+            b.add_text(part.get("text"))
+            b.add_thinking(part.get("thinking"))
+
+    def _call(self, index: int, tc: dict[str, Any]) -> None:
+        fn = tc.get("function") or {}
+        call = self.builder.tool_call(index)
+        call.id, call.name = tc.get("id"), fn.get("name")
+        self.builder.add_tool_arguments(index, fn.get("arguments"))
+
+
 class CohereChat(ApiDecoder):
     name = "cohere.chat"
     request_type = "chat"
+    assembler_class = CohereAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         return req.method == "POST" and req.path.rstrip("/") == "/v2/chat"
@@ -131,77 +187,19 @@ class CohereChat(ApiDecoder):
             decoded.data["has_rag_context"] = True
         return decoded
 
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return CohereAssembler(head, builder)
 
-
-class CohereAssembler(ResponseAssembler):
+class CohereEmbedAssembler(ResponseAssembler):
     def on_json(self, obj: Any) -> None:
         b = self.builder
-        if isinstance(obj.get("id"), str):
-            b.provider_request_id = obj["id"]
-        message = obj.get("message") or {}
-        self._content(message.get("content"))
-        if isinstance(message.get("tool_plan"), str):
-            b.add_thinking(message["tool_plan"])
-        for i, tc in enumerate(message.get("tool_calls") or []):
-            self._call(i, tc)
-        b.choice(0).finish_reason = obj.get("finish_reason")
-        b.set_usage(cohere_usage(obj.get("usage"), b))
-
-    def on_sse(self, msg: SseMessage) -> None:
-        obj = self.sse_json(msg)
-        b = self.builder
-        etype = obj.get("type") or msg.event
-        index = as_int(obj.get("index")) or 0
-        delta = obj.get("delta") or {}
-        message = delta.get("message") or {}
-        if etype == "message-start":
-            if isinstance(obj.get("id"), str):
-                b.provider_request_id = obj["id"]
-            b.choice(0)
-        elif etype in ("content-start", "content-delta"):
-            self._content([message.get("content") or {}])
-        elif etype == "tool-plan-delta":
-            b.add_thinking(text_of(message.get("tool_plan")))
-        elif etype == "tool-call-start":
-            self._call(index, message.get("tool_calls") or {})
-        elif etype == "tool-call-delta":
-            fn = (message.get("tool_calls") or {}).get("function") or {}
-            b.add_tool_arguments(index, text_of(fn.get("arguments")))
-        elif etype == "message-end":
-            b.choice(0).finish_reason = delta.get("finish_reason")
-            b.set_usage(cohere_usage(delta.get("usage"), b))
-            if delta.get("error"):
-                b.error = {"type": "stream_error", "message": str(delta["error"])[:2000]}
-        elif etype == "error":
-            b.error = error_from_body(obj)
-
-    def _content(self, content: Any) -> None:
-        b = self.builder
-        if isinstance(content, str):
-            b.add_text(content)
-            return
-        for part in content if isinstance(content, list) else []:
-            b.add_text(text_of(part.get("text")))
-            b.add_thinking(text_of(part.get("thinking")))
-
-    def _call(self, index: int, tc: dict[str, Any]) -> None:
-        fn = tc.get("function") or {}
-        call = self.builder.tool_call(index)
-        call.id, call.name = tc.get("id"), fn.get("name")
-        self.builder.add_tool_arguments(index, text_of(fn.get("arguments")))
+        b.provider_request_id = obj.get("id")
+        record_embeddings_in(b, obj)
+        b.set_usage(cohere_usage(obj.get("meta"), b))
 
 
 class CohereEmbed(ApiDecoder):
     name = "cohere.embed"
     request_type = "embedding"
+    assembler_class = CohereEmbedAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         return req.method == "POST" and req.path.rstrip("/") == "/v2/embed"
@@ -223,24 +221,3 @@ class CohereEmbed(ApiDecoder):
         if isinstance(body.get("input_type"), str):
             params["input_type"] = body["input_type"]
         return rb.build(model=body.get("model"), streaming=False, parameters=params)
-
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return CohereEmbedAssembler(head, builder)
-
-
-class CohereEmbedAssembler(ResponseAssembler):
-    def on_json(self, obj: Any) -> None:
-        b = self.builder
-        if isinstance(obj.get("id"), str):
-            b.provider_request_id = obj["id"]
-        vectors = obj.get("embeddings")
-        if isinstance(vectors, dict):  # embeddings_by_type: {"float": [[...]], ...}
-            vectors = next(iter(vectors.values()), None)
-        record_embeddings(b, vectors)
-        b.set_usage(cohere_usage(obj.get("meta"), b))

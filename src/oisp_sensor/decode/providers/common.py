@@ -1,4 +1,4 @@
-"""What the chat-like decoders share beyond the framework: a request collector, the
+"""What the chat-like decoders share beyond the framework: messages in the spec's shape, a
 "stopped to call tools" rule, and the shape of embedding vectors.
 
 Every API names things differently but a request always reduces to the same
@@ -20,8 +20,15 @@ from oisp_sensor.decode.providers.base import (
     estimate_tokens,
     normalize_finish_reason,
 )
-from oisp_sensor.decode.providers.openai_chat import make_message
 from oisp_sensor.events.data import AiRequestData, Message, ToolCall, ToolDefinition
+
+
+def make_message(role: str, text: str, images: int = 0) -> Message:
+    msg: Message = {"role": role, "content": text, "content_length": len(text)}
+    if images:
+        msg["has_images"] = True
+        msg["image_count"] = images
+    return msg
 
 
 def not_an_object(request_type: str = "chat") -> DecodedRequest:
@@ -143,9 +150,9 @@ class RequestBuilder:
         )
 
 
-def history_call(call_id: Any, name: Any, arguments: Any) -> ToolCall:
+def history_call(call_id: Any, name: Any, arguments: Any, kind: Any = "function") -> ToolCall:
     """A call an assistant turn of the history made, in the spec's shape."""
-    call: ToolCall = {"type": "function"}
+    call: ToolCall = {"type": kind if isinstance(kind, str) and kind else "function"}
     if isinstance(call_id, str):
         call["id"] = call_id
     if isinstance(name, str):
@@ -192,3 +199,15 @@ def record_embeddings(builder: ResponseBuilder, vectors: Any) -> None:
     if size is not None:
         info["dimensions"] = size
     builder.attrs["embedding"] = info
+
+
+def record_embeddings_in(builder: ResponseBuilder, obj: dict[str, Any]) -> None:
+    """The vectors of a response object: `embeddings` — a list, or Cohere's by-type object
+    `{"float": [[...]], ...}` — or a single `embedding` (Gemini, Ollama, Titan)."""
+    vectors = obj.get("embeddings")
+    if isinstance(vectors, dict):
+        vectors = next(iter(vectors.values()), None)
+    if isinstance(vectors, list):
+        record_embeddings(builder, vectors)
+    elif "embedding" in obj:
+        record_embeddings(builder, [obj["embedding"]])

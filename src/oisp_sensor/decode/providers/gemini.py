@@ -37,6 +37,7 @@ from oisp_sensor.decode.providers.base import (
     ResponseBuilder,
     StreamFormat,
     as_int,
+    as_str,
     compact_usage,
     copy_parameters,
     error_from_body,
@@ -47,12 +48,11 @@ from oisp_sensor.decode.providers.common import (
     compact_json,
     history_call,
     not_an_object,
-    record_embeddings,
+    record_embeddings_in,
     stopped_for_tools,
     text_of,
 )
 from oisp_sensor.decode.providers.toolids import CallNumbering, HistoryCalls
-from oisp_sensor.decode.sse import SseMessage
 from oisp_sensor.events.data import ToolCall, ToolDefinition, Usage
 
 GENERATE = ("generateContent", "streamGenerateContent")
@@ -226,16 +226,14 @@ class Gemini(ApiDecoder):
             images += _is_image(part)
             fc = field(part, "functionCall")
             if isinstance(fc, dict):
-                name = fc.get("name") if isinstance(fc.get("name"), str) else None
-                given = fc.get("id") if isinstance(fc.get("id"), str) else None
+                name, given = as_str(fc.get("name")), as_str(fc.get("id"))
                 args = fc.get("args")
                 calls.append(
                     history_call(history.call(name, given), name, args if args is not None else {})
                 )
             fr = field(part, "functionResponse")
             if isinstance(fr, dict):
-                name = fr.get("name") if isinstance(fr.get("name"), str) else None
-                given = fr.get("id") if isinstance(fr.get("id"), str) else None
+                name, given = as_str(fr.get("name")), as_str(fr.get("id"))
                 response = fr.get("response")
                 rb.tool_result(
                     history.result(name, given),
@@ -293,8 +291,8 @@ class GeminiAssembler(ResponseAssembler):
     def on_json(self, obj: Any) -> None:
         self._chunk(obj)
 
-    def on_sse(self, msg: SseMessage) -> None:
-        self._chunk(self.sse_json(msg))
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        self._chunk(self.sse_json(event, data))
 
     def on_array_item(self, obj: Any) -> None:
         self._chunk(obj)
@@ -308,18 +306,14 @@ class GeminiAssembler(ResponseAssembler):
         if "error" in obj:
             b.error = error_from_body(obj)
             return
-        if isinstance(field(obj, "modelVersion"), str):
-            b.model = field(obj, "modelVersion")
-        if isinstance(field(obj, "responseId"), str):
-            b.provider_request_id = field(obj, "responseId")
+        b.model = field(obj, "modelVersion")
+        b.provider_request_id = field(obj, "responseId")
         b.set_usage(gemini_usage(field(obj, "usageMetadata")))
         blocked = field(field(obj, "promptFeedback"), "blockReason")
         if isinstance(blocked, str):
             b.finish_reason = blocked
             b.attrs["block_reason"] = blocked
-        embeddings = field(obj, "embeddings")
-        if "embedding" in obj or isinstance(embeddings, list):
-            record_embeddings(b, embeddings if isinstance(embeddings, list) else [obj["embedding"]])
+        record_embeddings_in(b, obj)
         for candidate in obj.get("candidates") or []:
             self._candidate(candidate)
 
@@ -337,10 +331,12 @@ class GeminiAssembler(ResponseAssembler):
             fc = field(part, "functionCall")
             if isinstance(fc, dict):
                 numbering = self._calls.setdefault(index, CallNumbering(self._turn))
-                call = b.tool_call(len(b.choice(index).tool_calls), index)
+                key = len(b.choice(index).tool_calls)
+                call = b.tool_call(key, index)
                 call.name = fc.get("name")
-                call.id = fc.get("id") or numbering.next_id(call.name)
-                call.arguments_obj = fc.get("args") if isinstance(fc.get("args"), dict) else {}
+                call.id = as_str(fc.get("id")) or numbering.next_id(call.name)
+                args = fc.get("args")
+                b.set_tool_arguments(key, args if isinstance(args, dict) else {}, index)
         reason = field(candidate, "finishReason")
         if isinstance(reason, str):
             b.choice(index).finish_reason = reason

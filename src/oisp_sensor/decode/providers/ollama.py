@@ -25,6 +25,7 @@ from oisp_sensor.decode.providers.base import (
     ResponseAssembler,
     ResponseBuilder,
     as_int,
+    as_str,
     compact_usage,
     copy_parameters,
     error_from_body,
@@ -34,7 +35,7 @@ from oisp_sensor.decode.providers.common import (
     compact_json,
     history_call,
     not_an_object,
-    record_embeddings,
+    record_embeddings_in,
     stopped_for_tools,
     text_of,
 )
@@ -130,8 +131,7 @@ class OllamaChat(_Native):
                 fn = tc.get("function") if isinstance(tc, dict) else None
                 if not isinstance(fn, dict):
                     continue
-                name = fn.get("name") if isinstance(fn.get("name"), str) else None
-                given = tc.get("id") if isinstance(tc.get("id"), str) else None
+                name, given = as_str(fn.get("name")), as_str(tc.get("id"))
                 calls.append(history_call(history.call(name, given), name, fn.get("arguments")))
             if calls:
                 msg["tool_calls"] = calls
@@ -203,24 +203,20 @@ class OllamaAssembler(ResponseAssembler):
         if "error" in obj:
             b.error = error_from_body(obj)
             return
-        if isinstance(obj.get("model"), str):
-            b.model = obj["model"]
+        b.model = obj.get("model")
         msg = obj.get("message") if isinstance(obj.get("message"), dict) else obj
         b.add_text(text_of(msg.get("content")) or text_of(obj.get("response")))
-        b.add_thinking(text_of(msg.get("thinking")))
+        b.add_thinking(msg.get("thinking"))
         for tc in msg.get("tool_calls") or []:
             fn = tc.get("function") or {}
-            call = b.tool_call(len(b.choice(0).tool_calls))
+            key = len(b.choice(0).tool_calls)
+            call = b.tool_call(key)
             call.name = fn.get("name")
-            call.id = tc.get("id") or self._calls.next_id(call.name)
+            call.id = as_str(tc.get("id")) or self._calls.next_id(call.name)
             args = fn.get("arguments")
-            if isinstance(args, dict):
-                call.arguments_obj = args
-            elif args is not None:
-                call.parts.append(compact_json(args))
-        if "embeddings" in obj or "embedding" in obj:
-            vectors = obj.get("embeddings")
-            record_embeddings(b, vectors if isinstance(vectors, list) else [obj.get("embedding")])
+            if args is not None:
+                b.set_tool_arguments(key, args if isinstance(args, dict) else compact_json(args))
+        record_embeddings_in(b, obj)
         if obj.get("done") is True or "embeddings" in obj:
             self._done(obj)
 

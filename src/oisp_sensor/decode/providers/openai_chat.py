@@ -9,9 +9,8 @@ DeepSeek's `prompt_cache_hit_tokens`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
-from oisp_sensor.decode.http1 import ResponseHead
 from oisp_sensor.decode.providers.base import (
     ApiDecoder,
     DecodedRequest,
@@ -24,10 +23,14 @@ from oisp_sensor.decode.providers.base import (
     compact_usage,
     copy_parameters,
     error_from_body,
-    estimate_tokens,
 )
-from oisp_sensor.decode.sse import SseMessage
-from oisp_sensor.events.data import AiRequestData, Message, ToolCall, ToolDefinition, Usage
+from oisp_sensor.decode.providers.common import (
+    RequestBuilder,
+    history_call,
+    make_message,
+    not_an_object,
+)
+from oisp_sensor.events.data import ToolCall, ToolDefinition, Usage
 
 PARAMETERS = {
     "temperature": "temperature",
@@ -65,14 +68,6 @@ def content_text(content: Any) -> tuple[str, int]:
             elif isinstance(part.get("refusal"), str):
                 texts.append(part["refusal"])
     return "\n".join(texts), images
-
-
-def make_message(role: str, text: str, images: int = 0) -> Message:
-    msg: Message = {"role": role, "content": text, "content_length": len(text)}
-    if images:
-        msg["has_images"] = True
-        msg["image_count"] = images
-    return msg
 
 
 def function_tools(tools: Any) -> list[ToolDefinition]:
@@ -144,107 +139,50 @@ def openai_usage(raw: Any) -> Usage | None:
     )
 
 
-def history_tool_calls(raw: Any) -> list[ToolCall]:
-    out: list[ToolCall] = []
-    if not isinstance(raw, list):
-        return out
-    for tc in raw:
-        if not isinstance(tc, dict):
-            continue
-        fn: dict[str, Any] = tc["function"] if isinstance(tc.get("function"), dict) else {}
-        call: ToolCall = {"type": str(tc.get("type") or "function")}
-        if isinstance(tc.get("id"), str):
-            call["id"] = tc["id"]
-        if isinstance(fn.get("name"), str):
-            call["name"] = fn["name"]
-        args = fn.get("arguments")
-        if isinstance(args, (str, dict)):
-            call["arguments"] = args
-        out.append(call)
-    return out
+def report_cost(builder: ResponseBuilder, usage: Any) -> None:
+    """The cost some OpenAI-shaped servers put in `usage`, as the provider's own figure.
 
-
-class OpenAIChat(ApiDecoder):
-    name = "openai.chat"
-    request_type = "chat"
-
-    def matches(self, req: HttpRequest) -> bool:
-        return req.method == "POST" and req.path.endswith("/chat/completions")
-
-    def decode_request(self, req: HttpRequest) -> DecodedRequest:
-        body = req.json()
-        if not isinstance(body, dict):
-            return DecodedRequest(
-                data={"request_type": "chat"}, partial_reason="request body is not a JSON object"
-            )
-        data: AiRequestData = {"request_type": "chat"}
-        messages: list[Message] = []
-        tool_results: list[ToolResultRef] = []
-        system: list[str] = []
-        first_user: str | None = None
-        images = chars = 0
-        raw_messages = body.get("messages")
-        for raw in raw_messages if isinstance(raw_messages, list) else []:
-            if not isinstance(raw, dict):
-                continue
-            role = str(raw.get("role") or "user")
-            role = _ROLES.get(role, role)
-            text, n_img = content_text(raw.get("content"))
-            chars += len(text)
-            images += n_img
-            msg = make_message(role if role in _VALID_ROLES else "user", text, n_img)
-            if isinstance(raw.get("name"), str):
-                msg["name"] = raw["name"]
-            calls = history_tool_calls(raw.get("tool_calls"))
-            if calls:
-                msg["tool_calls"] = calls
-            if role == "tool" and isinstance(raw.get("tool_call_id"), str):
-                msg["tool_call_id"] = raw["tool_call_id"]
-                tool_results.append(
-                    ToolResultRef(raw["tool_call_id"], text, name=as_str(raw.get("name")))
-                )
-            if role == "system":
-                system.append(text)
-            elif role == "user" and first_user is None:
-                first_user = text
-            messages.append(msg)
-        data["messages"] = messages
-        data["messages_count"] = len(messages)
-        data["has_system_prompt"] = bool(system)
-        tools = function_tools(body.get("tools") or body.get("functions"))
-        if tools:
-            data["tools"] = tools
-            data["tools_count"] = len(tools)
-        choice = tool_choice_text(body.get("tool_choice", body.get("function_call")))
-        if choice:
-            data["tool_choice"] = choice
-        params = copy_parameters(body, PARAMETERS)
-        if params:
-            data["parameters"] = params
-        if images:
-            data["has_images"] = True
-            data["image_count"] = images
-        data["estimated_tokens"] = estimate_tokens(chars)
-        streaming = body.get("stream") is True
-        data["streaming"] = streaming
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        return DecodedRequest(
-            data=data,
-            model=model,
-            streaming=streaming,
-            system_prompt="\n".join(system) if system else None,
-            first_user_message=first_user,
-            tool_results=tool_results,
+    OpenRouter: `cost`, a number in credits (1 credit = 1 USD) — its whole charge; with
+    your own upstream key (`is_byok`), `cost` is only OpenRouter's fee and
+    `cost_details.upstream_inference_cost` what the upstream provider charged, so the
+    call cost their sum. Perplexity: a `cost` object with `total_cost` and
+    `input_tokens_cost` / `output_tokens_cost` (Chat Completions) or `input_cost` /
+    `output_cost` (its Responses API), in USD.
+    """
+    if not isinstance(usage, dict):
+        return
+    cost = usage.get("cost")
+    if isinstance(cost, dict):
+        if cost.get("currency", "USD") != "USD":
+            return
+        builder.report_cost(
+            cost.get("total_cost"),
+            cost.get("input_tokens_cost", cost.get("input_cost")),
+            cost.get("output_tokens_cost", cost.get("output_cost")),
         )
+        return
+    details = usage.get("cost_details")
+    upstream = details.get("upstream_inference_cost") if isinstance(details, dict) else None
+    if usage.get("is_byok") is True and _is_number(cost) and _is_number(upstream):
+        cost += upstream
+    builder.report_cost(cost)
 
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return ChatAssembler(head, builder)
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def history_tool_calls(raw: Any) -> list[ToolCall]:
+    """The `tool_calls` of an assistant message in the history."""
+    out: list[ToolCall] = []
+    for tc in raw if isinstance(raw, list) else ():
+        if isinstance(tc, dict):
+            fn = tc.get("function")
+            fn = fn if isinstance(fn, dict) else {}
+            out.append(
+                history_call(tc.get("id"), fn.get("name"), fn.get("arguments"), tc.get("type"))
+            )
+    return out
 
 
 _VALID_ROLES = ("system", "user", "assistant", "tool", "function")
@@ -264,25 +202,22 @@ class ChatAssembler(ResponseAssembler):
                 fn = tc.get("function") or {}
                 call = b.tool_call(i, index)
                 call.id, call.name = as_str(tc.get("id")), as_str(fn.get("name"))
-                call.type = as_str(tc.get("type")) or "function"
-                args = fn.get("arguments")
-                if isinstance(args, str):
-                    call.parts.append(args)
-                elif isinstance(args, dict):  # Ollama's /v1 sometimes sends an object
-                    call.arguments_obj = args
+                call.type = tc.get("type")
+                # Text, or an object as Ollama's /v1 sometimes sends
+                b.set_tool_arguments(i, fn.get("arguments"), index)
             if msg.get("function_call"):  # legacy functions API
                 fn = msg["function_call"]
                 call = b.tool_call("function_call", index)
-                call.name = as_str(fn.get("name"))
-                call.parts.append(as_str(fn.get("arguments")) or "")
+                call.name = fn.get("name")
+                b.set_tool_arguments("function_call", as_str(fn.get("arguments")) or "", index)
             b.choice(index).finish_reason = as_str(choice.get("finish_reason"))
 
-    def on_sse(self, msg: SseMessage) -> None:
+    def on_sse(self, event: bytes, data: bytes) -> None:
         # One call per streamed token: the common delta, {"content": "..."}, takes the
         # shortest path; everything else goes through `_delta_extras`.
-        if msg.data == "[DONE]":
+        if data == b"[DONE]":
             return
-        obj = self.sse_json(msg)
+        obj = self.sse_json(event, data)
         b = self.builder
         choices = obj.get("choices")
         if not choices and "error" in obj:
@@ -326,13 +261,9 @@ class ChatAssembler(ResponseAssembler):
 
     def _common(self, obj: dict[str, Any]) -> None:
         b = self.builder
-        if not b.provider_request_id:
-            rid = obj.get("id")
-            if isinstance(rid, str):
-                b.provider_request_id = rid
-        model = obj.get("model")
-        if isinstance(model, str):
-            b.model = model
+        if not b.provider_request_id:  # once: every chunk repeats it
+            b.provider_request_id = obj.get("id")
+        b.model = obj.get("model")
         usage = obj.get("usage")
         if usage is None:
             groq = obj.get("x_groq")
@@ -340,9 +271,57 @@ class ChatAssembler(ResponseAssembler):
                 usage = groq.get("usage")
         if usage is not None:
             b.set_usage(openai_usage(usage))
+            report_cost(b, usage)
         fingerprint = obj.get("system_fingerprint")
         if isinstance(fingerprint, str):
             b.attrs["system_fingerprint"] = fingerprint
+
+
+class OpenAIChat(ApiDecoder):
+    name = "openai.chat"
+    request_type = "chat"
+    assembler_class = ChatAssembler
+
+    def matches(self, req: HttpRequest) -> bool:
+        return req.method == "POST" and req.path.endswith("/chat/completions")
+
+    def decode_request(self, req: HttpRequest) -> DecodedRequest:
+        body = req.json()
+        if not isinstance(body, dict):
+            return not_an_object()
+        rb = RequestBuilder()
+        raw_messages = body.get("messages")
+        for raw in raw_messages if isinstance(raw_messages, list) else []:
+            if not isinstance(raw, dict):
+                continue
+            role = str(raw.get("role") or "user")
+            role = _ROLES.get(role, role)
+            text, n_img = content_text(raw.get("content"))
+            rb.chars += len(text)
+            rb.images += n_img
+            msg = make_message(role if role in _VALID_ROLES else "user", text, n_img)
+            if isinstance(raw.get("name"), str):
+                msg["name"] = raw["name"]
+            calls = history_tool_calls(raw.get("tool_calls"))
+            if calls:
+                msg["tool_calls"] = calls
+            if role == "tool" and isinstance(raw.get("tool_call_id"), str):
+                msg["tool_call_id"] = raw["tool_call_id"]
+                rb.tool_results.append(
+                    ToolResultRef(raw["tool_call_id"], text, name=as_str(raw.get("name")))
+                )
+            if role == "system":
+                rb.system.append(text)
+            elif role == "user" and rb.first_user is None:
+                rb.first_user = text
+            rb.messages.append(msg)
+        return rb.build(
+            model=body.get("model"),
+            streaming=body.get("stream") is True,
+            tools=function_tools(body.get("tools") or body.get("functions")),
+            tool_choice=tool_choice_text(body.get("tool_choice", body.get("function_call"))),
+            parameters=copy_parameters(body, PARAMETERS),
+        )
 
 
 def _reasoning(msg: dict[str, Any]) -> str:

@@ -12,13 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from oisp_sensor.decode.http1 import ResponseHead
-from oisp_sensor.decode.providers.base import (
-    DecodedRequest,
-    HttpRequest,
-    ResponseAssembler,
-    ResponseBuilder,
-)
 from oisp_sensor.decode.providers.openai_chat import ChatAssembler, OpenAIChat
 from oisp_sensor.events.data import Usage
 
@@ -48,20 +41,11 @@ class CompatAssembler(ChatAssembler):
             b.attrs["search_results_count"] = len(results)
 
 
-class _CompatChat(OpenAIChat):
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return CompatAssembler(head, builder)
-
-
-class XaiChat(_CompatChat):
+class XaiChat(OpenAIChat):
     name = "xai.chat"
+    assembler_class = CompatAssembler
 
 
-class PerplexityChat(_CompatChat):
+class PerplexityChat(OpenAIChat):
     name = "perplexity.chat"
+    assembler_class = CompatAssembler

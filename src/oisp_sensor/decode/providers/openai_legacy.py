@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from oisp_sensor.decode.http1 import ResponseHead
 from oisp_sensor.decode.providers.base import (
     ApiDecoder,
     DecodedRequest,
     HttpRequest,
     ResponseAssembler,
-    ResponseBuilder,
     as_int,
     copy_parameters,
     error_from_body,
 )
 from oisp_sensor.decode.providers.common import RequestBuilder, not_an_object, record_embeddings
 from oisp_sensor.decode.providers.openai_chat import PARAMETERS, ChatAssembler, openai_usage
-from oisp_sensor.decode.sse import SseMessage
 
 _COMPLETION_PARAMETERS = {**PARAMETERS, "best_of": "best_of"}
 
@@ -60,9 +57,40 @@ def input_count(value: Any) -> int:
     return 0
 
 
+class CompletionsAssembler(ChatAssembler):
+    """`choices[].text`, whole or in SSE chunks; ids, model and usage as in Chat."""
+
+    def on_json(self, obj: Any) -> None:
+        self._common(obj)
+        self._choices(obj)
+
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        if data == b"[DONE]":
+            return
+        obj = self.sse_json(event, data)
+        if "error" in obj and not obj.get("choices"):
+            self.builder.error = error_from_body(obj)
+            return
+        self._common(obj)
+        self._choices(obj)
+
+    def _choices(self, obj: dict[str, Any]) -> None:
+        b = self.builder
+        for choice in obj.get("choices") or []:
+            index = as_int(choice.get("index")) or 0
+            text = choice.get("text")
+            if isinstance(text, str):
+                b.add_text(text, index)
+            else:
+                b.choice(index)
+            if choice.get("finish_reason"):
+                b.choice(index).finish_reason = choice["finish_reason"]
+
+
 class OpenAICompletions(ApiDecoder):
     name = "openai.completions"
     request_type = "completion"
+    assembler_class = CompletionsAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         path = req.path.rstrip("/")
@@ -91,49 +119,21 @@ class OpenAICompletions(ApiDecoder):
             extra_tokens=tokens,
         )
 
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return CompletionsAssembler(head, builder)
 
-
-class CompletionsAssembler(ChatAssembler):
-    """`choices[].text`, whole or in SSE chunks; ids, model and usage as in Chat."""
-
+class EmbeddingsAssembler(ResponseAssembler):
     def on_json(self, obj: Any) -> None:
-        self._common(obj)
-        self._choices(obj)
-
-    def on_sse(self, msg: SseMessage) -> None:
-        if msg.data == "[DONE]":
-            return
-        obj = self.sse_json(msg)
-        if "error" in obj and not obj.get("choices"):
-            self.builder.error = error_from_body(obj)
-            return
-        self._common(obj)
-        self._choices(obj)
-
-    def _choices(self, obj: dict[str, Any]) -> None:
         b = self.builder
-        for choice in obj.get("choices") or []:
-            index = as_int(choice.get("index")) or 0
-            text = choice.get("text")
-            if isinstance(text, str):
-                b.add_text(text, index)
-            else:
-                b.choice(index)
-            if choice.get("finish_reason"):
-                b.choice(index).finish_reason = choice["finish_reason"]
+        b.model = obj.get("model")
+        data = obj.get("data")
+        if isinstance(data, list):
+            record_embeddings(b, [item.get("embedding") for item in data])
+        b.set_usage(openai_usage(obj.get("usage")))
 
 
 class OpenAIEmbeddings(ApiDecoder):
     name = "openai.embeddings"
     request_type = "embedding"
+    assembler_class = EmbeddingsAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         return req.method == "POST" and req.path.rstrip("/").endswith("/embeddings")
@@ -154,23 +154,3 @@ class OpenAIEmbeddings(ApiDecoder):
         return rb.build(
             model=body.get("model"), streaming=False, parameters=params, extra_tokens=tokens
         )
-
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return EmbeddingsAssembler(head, builder)
-
-
-class EmbeddingsAssembler(ResponseAssembler):
-    def on_json(self, obj: Any) -> None:
-        b = self.builder
-        if isinstance(obj.get("model"), str):
-            b.model = obj["model"]
-        data = obj.get("data")
-        if isinstance(data, list):
-            record_embeddings(b, [item.get("embedding") for item in data])
-        b.set_usage(openai_usage(obj.get("usage")))

@@ -27,8 +27,10 @@ from oisp_sensor.decode.providers.base import (
     ResponseBuilder,
     ToolCallBuilder,
     as_int,
+    as_str,
     copy_parameters,
     error_from_body,
+    event_name,
 )
 from oisp_sensor.decode.providers.common import (
     RequestBuilder,
@@ -42,9 +44,9 @@ from oisp_sensor.decode.providers.openai_chat import (
     content_text,
     function_tools,
     openai_usage,
+    report_cost,
     tool_choice_text,
 )
-from oisp_sensor.decode.sse import SseMessage
 from oisp_sensor.events.data import ErrorInfo, Message, ToolDefinition, Usage
 
 PARAMETERS = {
@@ -89,9 +91,115 @@ def _call_arguments(item: dict[str, Any]) -> str | dict[str, Any] | None:
     return None
 
 
+def _empty_assistant(msg: Message) -> bool:
+    return (
+        msg["role"] == "assistant"
+        and not msg.get("content")
+        and "tool_calls" not in msg
+        and "thinking" in msg
+    )
+
+
+class ResponsesAssembler(ResponseAssembler):
+    def __init__(self, head: ResponseHead, builder: ResponseBuilder) -> None:
+        super().__init__(head, builder)
+        self._streamed: set[int] = set()  # output items whose content arrived as deltas
+        self._done: set[int] = set()  # output items already taken from their `done` event
+
+    def on_json(self, obj: Any) -> None:
+        self._response(obj, final=True)
+
+    def on_sse(self, event: bytes, data: bytes) -> None:
+        if data == b"[DONE]":
+            return
+        obj = self.sse_json(event, data)
+        b = self.builder
+        etype = str(obj.get("type") or event_name(event))
+        index = as_int(obj.get("output_index")) or 0
+        delta = obj.get("delta")
+        if etype in ("response.completed", "response.failed", "response.incomplete"):
+            self._response(obj.get("response") or {}, final=True)
+        elif etype in ("response.created", "response.in_progress", "response.queued"):
+            self._response(obj.get("response") or {}, final=False)
+        elif etype in ("response.output_text.delta", "response.refusal.delta"):
+            self._streamed.add(index)
+            b.add_text(delta)
+        elif etype in (
+            "response.function_call_arguments.delta",
+            "response.custom_tool_call_input.delta",
+        ):
+            self._streamed.add(index)
+            b.add_tool_arguments(index, delta)
+        elif etype in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            self._streamed.add(index)
+            b.add_thinking(delta)
+        elif etype == "response.output_item.added":
+            self._call(index, obj.get("item") or {})
+        elif etype == "response.output_item.done":
+            self._done.add(index)
+            self._item(index, obj.get("item") or {})
+        elif etype == "error":
+            b.error = _stream_error(obj)
+
+    def _response(self, resp: dict[str, Any], *, final: bool) -> None:
+        b = self.builder
+        b.provider_request_id = resp.get("id")
+        b.model = resp.get("model")
+        b.set_usage(responses_usage(resp.get("usage")))
+        report_cost(b, resp.get("usage"))
+        if not final:
+            return
+        for index, item in enumerate(resp.get("output") or []):
+            if index not in self._done and isinstance(item, dict):
+                self._item(index, item)
+        status = resp.get("status")
+        incomplete = resp.get("incomplete_details")
+        if isinstance(incomplete, dict) and isinstance(incomplete.get("reason"), str):
+            status = incomplete["reason"]
+        if isinstance(status, str) and status not in ("in_progress", "queued"):
+            b.choice(0).finish_reason = status
+        error = resp.get("error")
+        if isinstance(error, dict):
+            b.error = _stream_error(error)
+        stopped_for_tools(b)
+
+    def _item(self, index: int, item: dict[str, Any]) -> None:
+        """A complete output item; its content is added unless deltas already brought it."""
+        b = self.builder
+        itype = str(item.get("type"))
+        streamed = index in self._streamed
+        if itype == "message" and not streamed:
+            for part in item.get("content") or []:
+                b.add_text(text_of(part.get("text")) or text_of(part.get("refusal")))
+        elif itype == "reasoning" and not streamed:
+            parts = [*(item.get("summary") or []), *(item.get("content") or [])]
+            b.add_thinking("\n".join(text_of(p.get("text")) for p in parts))
+        elif itype.endswith("_call"):
+            call = self._call(index, item)
+            args = _call_arguments(item)
+            if call is not None and not call.parts:
+                b.set_tool_arguments(index, args)
+
+    def _call(self, index: int, item: dict[str, Any]) -> ToolCallBuilder | None:
+        """The tool call an output item is (client calls carry a `call_id`), or None."""
+        itype = str(item.get("type"))
+        if not itype.endswith("_call"):
+            return None
+        call = self.builder.tool_call(index)
+        if isinstance(item.get("call_id"), str):
+            call.id = item["call_id"]
+            call.type = "function"
+        else:
+            call.id = item.get("id")
+            call.type = _SERVER_CALL
+        call.name = _call_name(item)
+        return call
+
+
 class OpenAIResponses(ApiDecoder):
     name = "openai.responses"
     request_type = "chat"
+    assembler_class = ResponsesAssembler
 
     def matches(self, req: HttpRequest) -> bool:
         return req.method == "POST" and req.path.rstrip("/").endswith("/responses")
@@ -150,7 +258,7 @@ class OpenAIResponses(ApiDecoder):
             rb.tool_result(
                 call_id if isinstance(call_id, str) else None,
                 text,
-                name=item.get("name") if isinstance(item.get("name"), str) else None,
+                name=as_str(item.get("name")),
                 is_error=item.get("status") == "failed",
                 images=images,
             )
@@ -160,124 +268,6 @@ class OpenAIResponses(ApiDecoder):
             if last is None or last["role"] != "assistant":
                 last = rb.message("assistant", "")
             last.setdefault("tool_calls", []).append(call)
-
-    def assembler(
-        self,
-        req: HttpRequest,
-        decoded: DecodedRequest,
-        head: ResponseHead,
-        builder: ResponseBuilder,
-    ) -> ResponseAssembler:
-        return ResponsesAssembler(head, builder)
-
-
-def _empty_assistant(msg: Message) -> bool:
-    return (
-        msg["role"] == "assistant"
-        and not msg.get("content")
-        and "tool_calls" not in msg
-        and "thinking" in msg
-    )
-
-
-class ResponsesAssembler(ResponseAssembler):
-    def __init__(self, head: ResponseHead, builder: ResponseBuilder) -> None:
-        super().__init__(head, builder)
-        self._streamed: set[int] = set()  # output items whose content arrived as deltas
-        self._done: set[int] = set()  # output items already taken from their `done` event
-
-    def on_json(self, obj: Any) -> None:
-        self._response(obj, final=True)
-
-    def on_sse(self, msg: SseMessage) -> None:
-        if msg.data == "[DONE]":
-            return
-        obj = self.sse_json(msg)
-        b = self.builder
-        etype = str(obj.get("type") or msg.event)
-        index = as_int(obj.get("output_index")) or 0
-        delta = obj.get("delta")
-        if etype in ("response.completed", "response.failed", "response.incomplete"):
-            self._response(obj.get("response") or {}, final=True)
-        elif etype in ("response.created", "response.in_progress", "response.queued"):
-            self._response(obj.get("response") or {}, final=False)
-        elif etype in ("response.output_text.delta", "response.refusal.delta"):
-            self._streamed.add(index)
-            b.add_text(text_of(delta))
-        elif etype in (
-            "response.function_call_arguments.delta",
-            "response.custom_tool_call_input.delta",
-        ):
-            self._streamed.add(index)
-            b.add_tool_arguments(index, text_of(delta))
-        elif etype in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-            self._streamed.add(index)
-            b.add_thinking(text_of(delta))
-        elif etype == "response.output_item.added":
-            self._call(index, obj.get("item") or {})
-        elif etype == "response.output_item.done":
-            self._done.add(index)
-            self._item(index, obj.get("item") or {})
-        elif etype == "error":
-            b.error = _stream_error(obj)
-
-    def _response(self, resp: dict[str, Any], *, final: bool) -> None:
-        b = self.builder
-        if isinstance(resp.get("id"), str):
-            b.provider_request_id = resp["id"]
-        if isinstance(resp.get("model"), str):
-            b.model = resp["model"]
-        b.set_usage(responses_usage(resp.get("usage")))
-        if not final:
-            return
-        for index, item in enumerate(resp.get("output") or []):
-            if index not in self._done and isinstance(item, dict):
-                self._item(index, item)
-        status = resp.get("status")
-        incomplete = resp.get("incomplete_details")
-        if isinstance(incomplete, dict) and isinstance(incomplete.get("reason"), str):
-            status = incomplete["reason"]
-        if isinstance(status, str) and status not in ("in_progress", "queued"):
-            b.choice(0).finish_reason = status
-        error = resp.get("error")
-        if isinstance(error, dict):
-            b.error = _stream_error(error)
-        stopped_for_tools(b)
-
-    def _item(self, index: int, item: dict[str, Any]) -> None:
-        """A complete output item; its content is added unless deltas already brought it."""
-        b = self.builder
-        itype = str(item.get("type"))
-        streamed = index in self._streamed
-        if itype == "message" and not streamed:
-            for part in item.get("content") or []:
-                b.add_text(text_of(part.get("text")) or text_of(part.get("refusal")))
-        elif itype == "reasoning" and not streamed:
-            parts = [*(item.get("summary") or []), *(item.get("content") or [])]
-            b.add_thinking("\n".join(text_of(p.get("text")) for p in parts))
-        elif itype.endswith("_call"):
-            call = self._call(index, item)
-            args = _call_arguments(item)
-            if call is not None and not call.parts and args is not None:
-                if isinstance(args, str):
-                    call.parts.append(args)
-                else:
-                    call.arguments_obj = args
-
-    def _call(self, index: int, item: dict[str, Any]) -> ToolCallBuilder | None:
-        """The tool call an output item is (client calls carry a `call_id`), or None."""
-        itype = str(item.get("type"))
-        if not itype.endswith("_call"):
-            return None
-        call = self.builder.tool_call(index)
-        if isinstance(item.get("call_id"), str):
-            call.id = item["call_id"]
-            call.type = "function"
-        else:
-            call.id = item.get("id") if isinstance(item.get("id"), str) else call.id
-            call.type = _SERVER_CALL
-        call.name = _call_name(item)
-        return call
 
 
 def _stream_error(obj: dict[str, Any]) -> ErrorInfo:

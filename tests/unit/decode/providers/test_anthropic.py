@@ -489,3 +489,27 @@ def test_error_bodies(status: int, reason: str, etype: str, text: str) -> None:
 def test_key_appears_nowhere_in_the_events() -> None:
     text = json.dumps(exchange({**SIMPLE, "stream": True}, thinking_tool_stream()))
     assert ANTHROPIC_KEY not in text and ANTHROPIC_KEY[8:30] not in text
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["one read", "one read per event"])
+def test_text_keeps_its_order_around_other_events(whole: bool) -> None:
+    """Text deltas of one read are handed over together; a block that starts with text of
+    its own, between them, still comes in its place."""
+    frames = anthropic_stream(
+        [
+            message_start(),
+            block_start(0, {"type": "text", "text": ""}),
+            block_delta(0, {"type": "text_delta", "text": "a"}),
+            block_delta(0, {"type": "text_delta", "text": "b"}),
+            block_stop(0),
+            block_start(1, {"type": "text", "text": "C"}),
+            block_delta(1, {"type": "text_delta", "text": "d"}),
+            block_delta(1, {"type": "thinking_delta", "thinking": "t"}),
+            block_delta(1, {"type": "text_delta", "text": "e"}),
+            message_delta("end_turn", {"output_tokens": 5}),
+            MESSAGE_STOP,
+        ]
+    )
+    events = exchange({**SIMPLE, "stream": True}, b"".join(frames) if whole else frames)
+    message = one(events, "ai.response")["data"]["choices"][0]["message"]
+    assert (message["content"], message["thinking"]) == ("abCde", "t")

@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import http_request, http_response, sse_events
+from oisp_sensor.counters import Counters
+from oisp_sensor.decode.decoder import Decoder
+from oisp_sensor.enrich.pricing import PricingEnricher
+from tests.conformance import assert_valid_events
+from tests.helpers import HASHER, captures, http_request, http_response, sse_events
 from tests.unit.decode.providers.exchange import one, run
 
 QUESTION = [{"role": "user", "content": "Hi"}]
@@ -269,3 +273,169 @@ def test_unknown_endpoint_on_an_ai_host_is_a_partial_pair(host: str, port: int, 
     assert response["data"]["status_code"] == 200 and response["data"]["success"] is True
     assert response["attrs"]["http"]["path"] == path.split("?")[0]
     assert response["attrs"]["http"]["response_bytes"] > 0
+
+
+# --- costs the provider reports (OpenRouter usage.cost, Perplexity usage.cost.*) -----------
+
+OPENROUTER_USAGE = {
+    "prompt_tokens": 194,
+    "completion_tokens": 2,
+    "total_tokens": 196,
+    "prompt_tokens_details": {"cached_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0},
+    "cost": 0.00042,
+    "is_byok": False,
+    "cost_details": {"upstream_inference_cost": None},
+}
+PERPLEXITY_USAGE = {
+    "prompt_tokens": 30,
+    "completion_tokens": 10,
+    "total_tokens": 40,
+    "search_context_size": "low",
+    "cost": {
+        "input_tokens_cost": 0.00003,
+        "output_tokens_cost": 0.00015,
+        "request_cost": 0.005,
+        "total_cost": 0.00518,
+    },
+}
+COST_ATTRS = ("reported_cost_usd", "reported_input_cost_usd", "reported_output_cost_usd")
+
+
+def reported(events: list[dict[str, Any]]) -> dict[str, Any]:
+    attrs = one(events, "ai.response")["attrs"]
+    return {k: attrs[k] for k in COST_ATTRS if k in attrs}
+
+
+def test_openrouter_reported_cost_whole_and_streamed() -> None:
+    whole = chat(
+        "openrouter.ai", "/api/v1/chat/completions", reply({"content": "4"}, OPENROUTER_USAGE)
+    )
+    assert reported(whole) == {"reported_cost_usd": 0.00042}
+    assert one(whole, "ai.response")["data"]["usage"]["prompt_tokens"] == 194
+    stream = http_response(
+        content_type="text/event-stream",
+        chunks=sse_events(
+            {"id": "gen-1", "choices": [{"index": 0, "delta": {"content": "4"}}]},
+            {"id": "gen-1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {"id": "gen-1", "choices": [], "usage": OPENROUTER_USAGE},
+            "[DONE]",
+        ),
+    )
+    streamed = chat("openrouter.ai", "/api/v1/chat/completions", stream)
+    assert reported(streamed) == {"reported_cost_usd": 0.00042}
+
+
+def test_openrouter_byok_cost_adds_the_upstream_charge() -> None:
+    """With the caller's own upstream key, `cost` is OpenRouter's fee (5%) and the upstream
+    provider charged `upstream_inference_cost` on top: the call cost both."""
+    usage = {
+        **OPENROUTER_USAGE,
+        "cost": 0.95,
+        "is_byok": True,
+        "cost_details": {"upstream_inference_cost": 19},
+    }
+    events = chat("openrouter.ai", "/api/v1/chat/completions", reply({"content": "4"}, usage))
+    assert reported(events) == {"reported_cost_usd": 19.95}
+
+
+def test_perplexity_reported_cost_with_parts() -> None:
+    events = chat(
+        "api.perplexity.ai",
+        "/chat/completions",
+        reply({"content": "Paris [1]"}, PERPLEXITY_USAGE, model="sonar"),
+    )
+    assert reported(events) == {
+        "reported_cost_usd": 0.00518,
+        "reported_input_cost_usd": 0.00003,
+        "reported_output_cost_usd": 0.00015,
+    }
+
+
+def test_perplexity_responses_api_cost() -> None:
+    body = {
+        "id": "resp_p1",
+        "model": "sonar",
+        "status": "completed",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "Hi"}]}],
+        "usage": {
+            "input_tokens": 5,
+            "output_tokens": 2,
+            "total_tokens": 7,
+            "cost": {"currency": "USD", "input_cost": 0.1, "output_cost": 0.2, "total_cost": 0.3},
+        },
+    }
+    events = chat(
+        "api.perplexity.ai", "/v1/responses", body, body={"model": "sonar", "input": "Hi"}
+    )
+    assert one(events, "ai.response")["attrs"]["api"] == "openai.responses"
+    assert reported(events) == {
+        "reported_cost_usd": 0.3,
+        "reported_input_cost_usd": 0.1,
+        "reported_output_cost_usd": 0.2,
+    }
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        None,
+        "0.5",
+        -1,
+        True,
+        [0.5],
+        {"total_cost": 0.5, "currency": "EUR"},
+        {"total_cost": "0.5"},
+        {"input_tokens_cost": 0.1},
+    ],
+    ids=repr,
+)
+def test_no_reported_cost_unless_a_usd_amount(cost: Any) -> None:
+    """Absent is not zero, and a figure of the wrong type or currency is no figure."""
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "cost": cost}
+    events = chat("openrouter.ai", "/api/v1/chat/completions", reply({"content": "4"}, usage))
+    assert reported(events) == {}
+    assert one(events, "ai.response")["data"]["usage"]["prompt_tokens"] == 3
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "usage", "total", "parts"),
+    [
+        ("openrouter.ai", "/api/v1/chat/completions", OPENROUTER_USAGE, 0.00042, {}),
+        (
+            "api.perplexity.ai",
+            "/chat/completions",
+            PERPLEXITY_USAGE,
+            0.00518,
+            {"input_cost_usd": 0.00003, "output_cost_usd": 0.00015},
+        ),
+    ],
+)
+def test_the_pricing_enricher_uses_the_reported_cost(
+    host: str, path: str, usage: dict[str, Any], total: float, parts: dict[str, float]
+) -> None:
+    counters = Counters()
+    decoder = Decoder(hasher=HASHER, counters=counters)
+    raws = captures(
+        [
+            (
+                http_request(path, {"model": "m", "messages": QUESTION}, host=host),
+                http_response(reply({"content": "4"}, usage, model="sonar")),
+            )
+        ],
+        host=host,
+    )
+    events = [e for raw in raws for e in decoder.feed(raw)] + decoder.close_all()
+    enricher = PricingEnricher(counters=counters)
+    for event in events:
+        enricher.enrich(event)
+    (response,) = [e for e in events if e.event_type == "ai.response"]
+    got = response.data["usage"]
+    assert {k: v for k, v in got.items() if k.endswith("_usd")} == {
+        "total_cost_usd": total,
+        **parts,
+    }
+    assert response.attrs["cost_source"] == "reported"
+    assert response.attrs["price_source"] == "provider"
+    assert counters.get("pricing.reported") == 1
+    assert_valid_events([e.to_dict() for e in events])
