@@ -8,11 +8,26 @@ everything below it receives the values it needs.
                 record_chunks, idle_timeout_s
     [[providers]]  host, port, provider, api, scheme   (custom endpoints)
     [redaction] mode = "safe" | "full" | "minimal", [[redaction.patterns]] name, regex
-    [retention] days
-    [sinks]     jsonl, jsonl_rotate_mb, db, no_db
+    [retention] days, prune_every_min
+    [sinks]     jsonl, jsonl_rotate_mb, db, no_db;
+                exporters (docs/exporters.md): otlp, otlp_endpoint, otlp_protocol (protobuf|json),
+                otlp_signals (traces, logs), otlp_headers ["Name=Value"],
+                otlp_compression (gzip|none),
+                otlp_resource_attributes ["key=value"], otlp_ca_file, otlp_timeout_s;
+                webhook_url, webhook_secret, webhook_types, webhook_format (json|ndjson),
+                webhook_headers, webhook_ca_file, webhook_timeout_s;
+                kafka_brokers ["host:port"], kafka_topic, kafka_acks (all|1|0), kafka_compression
+                (none|gzip|snappy|lz4|zstd);
+                export_buffer (events each exporter holds while its destination is down),
+                export_retry_s (how long one batch is retried before it is dropped)
+    [pricing]   enabled, [[pricing.overrides]] provider, model (glob), input_per_mtok,
+                output_per_mtok, cached_input_per_mtok, cache_write_per_mtok  (USD per 1M tokens)
     [web]       enabled, port, bind, token
 
-Environment: `OISP_<SECTION>_<KEY>`, e.g. `OISP_WEB_PORT=8000`, `OISP_REDACTION_MODE=minimal`.
+Environment: `OISP_<SECTION>_<KEY>`, e.g. `OISP_WEB_PORT=8000`, `OISP_REDACTION_MODE=minimal`;
+lists are comma-separated (`OISP_CAPTURE_CONNECT_TO=a:443=b:443,c:443=d:443`); arrays of
+tables ([[providers]], patterns, price overrides) come from the file only. An `OISP_`
+variable naming a section but no setting of it is an error, so a typo is never ignored.
 """
 
 from __future__ import annotations
@@ -71,6 +86,7 @@ class RedactionConfig:
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
     days: float = 7.0
+    prune_every_min: float = 60.0  # the store drops expired events at start and this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,51 @@ class SinksConfig:
     jsonl_rotate_mb: int = 0
     db: str = ""  # "" = the default store in the data dir
     no_db: bool = False
+    # Exporters (sinks/otlp.py, webhook.py, kafka.py); each is off until configured.
+    otlp: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318"  # base URL; /v1/traces and /v1/logs are added
+    otlp_protocol: str = "protobuf"
+    otlp_signals: tuple[str, ...] = ("traces", "logs")
+    otlp_headers: tuple[str, ...] = ()  # "Name=Value", e.g. an auth header (masked by config show)
+    otlp_compression: str = "gzip"
+    otlp_resource_attributes: tuple[str, ...] = ()  # "key=value", e.g. deployment.environment=prod
+    otlp_ca_file: str = ""
+    otlp_timeout_s: float = 10.0
+    webhook_url: str = ""  # "" = no webhook
+    webhook_secret: str = ""  # signs each POST (X-OISP-Signature)
+    webhook_types: tuple[str, ...] = ()  # event types to send, e.g. "ai.response", "agent.*"
+    webhook_format: str = "json"
+    webhook_headers: tuple[str, ...] = ()
+    webhook_ca_file: str = ""
+    webhook_timeout_s: float = 10.0
+    kafka_brokers: tuple[str, ...] = ()  # "host:port"; none = no Kafka
+    kafka_topic: str = "oisp-events"
+    kafka_acks: str = "all"
+    kafka_compression: str = "gzip"
+    export_buffer: int = 10_000
+    export_retry_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """The user's own price for a model: negotiated rates, a gateway, a model genai-prices lacks.
+
+    `model` is a model id or a glob (`corp-llama-*`), `provider` our provider id ("" = any).
+    Cache prices left unset fall back to the input price.
+    """
+
+    model: str = ""
+    provider: str = ""
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    enabled: bool = True  # false: no cost is computed (reported costs are still kept)
+    overrides: tuple[PriceOverride, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +157,7 @@ class Config:
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = ""  # the file it came from, for messages
 
@@ -106,9 +168,22 @@ class Config:
         return Path(self.sinks.db).expanduser() if self.sinks.db else data_dir() / "events.db"
 
     def replace(self, section: str, **values: Any) -> Config:
-        """A copy with some values of one section changed (flags use this)."""
+        """A copy with some values of one section changed (flags use this), validated again.
+
+        Values that are None are skipped, so a command can pass its flags straight
+        through: a flag the user did not give leaves the file/environment value alone.
+        An invalid result is a ConfigError naming the key, exactly as from the file.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        if not given:
+            return self
         current = getattr(self, section)
-        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+        known = {f.name for f in dataclasses.fields(current)}
+        if unknown := sorted(set(given) - known):
+            raise ConfigError(f"{section}.{unknown[0]}: unknown setting")
+        updated = dataclasses.replace(self, **{section: dataclasses.replace(current, **given)})
+        _validate(updated)
+        return updated
 
 
 def default_config_path() -> Path:
@@ -125,7 +200,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Con
     if path.exists():
         try:
             raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
@@ -135,6 +210,17 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Con
     config: Config = _build(Config, raw, "")
     _validate(config)
     return dataclasses.replace(config, source=str(path) if path.exists() else "")
+
+
+def loads(text: str, *, where: str = "config") -> Config:
+    """A Config from TOML text alone (no environment): how settings edits are validated."""
+    try:
+        raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
+        raise ConfigError(f"{where}: not valid TOML: {e}") from e
+    config: Config = _build(Config, raw, "")
+    _validate(config)
+    return config
 
 
 def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
@@ -153,6 +239,15 @@ def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
         if section is None:
             continue
         name = rest[len(section) + 1 :]
+        section_type = sections[section]
+        if isinstance(section_type, str):
+            section_type = typing.get_type_hints(Config)[section]
+        known = {f.name for f in dataclasses.fields(section_type)}
+        if name not in known:
+            raise ConfigError(
+                f"{key}: {section}.{name} is not a setting "
+                f"(known in [{section}]: {', '.join(sorted(known))})"
+            )
         raw.setdefault(section, {})[name] = _EnvValue(value, key)
 
 
@@ -183,6 +278,17 @@ def _build(cls: Any, raw: Any, where: str) -> Any:
         name: _convert(hints[name], value, f"{where + '.' if where else ''}{name}")
         for name, value in raw.items()
     }
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in values
+    ]
+    if required:
+        raise ConfigError(
+            f"{where + '.' if where else ''}{required[0]}: required setting is missing"
+        )
     return cls(**values)
 
 
@@ -261,10 +367,17 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"redaction.patterns[{i}].regex: not a valid regular expression: {e}"
             ) from e
-    if config.retention.days <= 0:
+    if not 0 < config.retention.days < float("inf"):  # also refuses nan
         raise ConfigError(
             f"retention.days: expected a positive number, got {config.retention.days}"
         )
+    if config.retention.prune_every_min <= 0:
+        raise ConfigError(
+            "retention.prune_every_min: expected a positive number of minutes, "
+            f"got {config.retention.prune_every_min}"
+        )
+    _validate_pricing(config.pricing)
+    _validate_exporters(config.sinks)
     apis = ("openai", "anthropic", "gemini", "ollama", "bedrock", "cohere")
     for i, p in enumerate(config.providers):
         if p.api not in apis:
@@ -273,3 +386,74 @@ def _validate(config: Config) -> None:
             )
         if not p.host:
             raise ConfigError(f"providers[{i}].host: must not be empty")
+
+
+def _validate_pricing(pricing: PricingConfig) -> None:
+    for i, o in enumerate(pricing.overrides):
+        where = f"pricing.overrides[{i}]"
+        if not o.model.strip():
+            raise ConfigError(f"{where}.model: must name a model id or a glob such as 'gpt-4o*'")
+        for name in ("input_per_mtok", "output_per_mtok"):
+            if getattr(o, name) is None:
+                raise ConfigError(f"{where}.{name}: required (USD per million tokens)")
+        for name in (
+            "input_per_mtok",
+            "output_per_mtok",
+            "cached_input_per_mtok",
+            "cache_write_per_mtok",
+        ):
+            value = getattr(o, name)
+            if value is not None and not 0 <= value < float("inf"):
+                raise ConfigError(
+                    f"{where}.{name}: expected a non-negative number of USD per million "
+                    f"tokens, got {value}"
+                )
+
+
+def _validate_exporters(sinks: SinksConfig) -> None:
+    """The exporter settings, checked here so a typo stops `record` instead of losing events."""
+    choices = {
+        "otlp_protocol": ("protobuf", "json"),
+        "otlp_compression": ("gzip", "none"),
+        "webhook_format": ("json", "ndjson"),
+        "kafka_acks": ("all", "1", "0"),
+        "kafka_compression": ("none", "gzip", "snappy", "lz4", "zstd"),
+    }
+    for name, allowed in choices.items():
+        if getattr(sinks, name) not in allowed:
+            raise ConfigError(
+                f"sinks.{name}: expected one of {', '.join(allowed)}, got {getattr(sinks, name)!r}"
+            )
+    for signal in sinks.otlp_signals:
+        if signal not in ("traces", "logs"):
+            raise ConfigError(f"sinks.otlp_signals: expected traces and/or logs, got {signal!r}")
+    for name in ("otlp_endpoint", "webhook_url"):
+        url = getattr(sinks, name)
+        if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+            raise ConfigError(f"sinks.{name}: expected an http:// or https:// URL, got {url!r}")
+    for name in ("otlp_headers", "otlp_resource_attributes", "webhook_headers"):
+        for i, item in enumerate(getattr(sinks, name)):
+            key, sep, _ = item.partition("=")
+            if not sep or not key.strip() or any(c in item for c in "\r\n"):
+                # Not echoed: a header without "=" is often a pasted credential.
+                raise ConfigError(f'sinks.{name}[{i}]: expected "name=value"')
+    for pattern in sinks.webhook_types:
+        if not re.match(r"^[a-z_]+(\.[a-z_]+|\.\*)$", pattern):
+            raise ConfigError(
+                f"sinks.webhook_types: expected event types such as ai.response or agent.*, "
+                f"got {pattern!r}"
+            )
+    for broker in sinks.kafka_brokers:
+        if not re.match(r"^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$", broker):
+            raise ConfigError(f"sinks.kafka_brokers: expected host:port, got {broker!r}")
+    for name in ("otlp_ca_file", "webhook_ca_file"):
+        path = getattr(sinks, name)
+        if path and not Path(path).expanduser().is_file():
+            raise ConfigError(f"sinks.{name}: no such file: {path}")
+    for name in ("otlp_timeout_s", "webhook_timeout_s", "export_retry_s"):
+        if not 0 < getattr(sinks, name) < float("inf"):
+            raise ConfigError(f"sinks.{name}: expected a positive number of seconds")
+    if sinks.export_buffer < 1:
+        raise ConfigError(f"sinks.export_buffer: expected 1 or more, got {sinks.export_buffer}")
+    if sinks.kafka_brokers and not sinks.kafka_topic.strip():
+        raise ConfigError("sinks.kafka_topic: must name a topic")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from oisp_sensor.counters import Counters
@@ -16,6 +18,8 @@ from oisp_sensor.decode.providers import openai_chat
 from oisp_sensor.events import CaptureKind, Event, RawCapture
 from oisp_sensor.pipeline import Pipeline
 from oisp_sensor.sinks.jsonl import JsonlSink
+from oisp_sensor.sinks.store import StoreSink
+from oisp_sensor.store import EventStore
 from tests.conformance import assert_valid_events, assert_valid_file
 from tests.helpers import HASHER
 from tests.unit.decode.wire import Captures, json_response, openai_request
@@ -220,3 +224,171 @@ async def test_idle_connections_are_swept() -> None:
     assert [e.event_type for e in seen] == ["ai.request", "ai.response"]
     assert seen[1].data["error"]["type"] == "no_response"
     assert pipe.decoder.open_connections == 0
+
+
+# --- serialising once, slices, bounded queues ---------------------------------------------------
+
+
+class Batches:
+    """A sink that records the batches it is given."""
+
+    name = "batches"
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, batch: Sequence[Event]) -> None:
+        self.batches.append(list(batch))
+
+    async def close(self) -> None:
+        return None
+
+
+def keep_alive_calls(n: int) -> list[RawCapture]:
+    caps = Captures()
+    conn = caps.conn()
+    for i in range(n):
+        conn.send(openai_request(HI), 20 * i).recv(ok(f"answer {i}"), 20 * i + 10)
+    conn.close(20 * n)
+    return caps.raws
+
+
+async def test_every_sink_gets_the_same_bytes_encoded_once(tmp_path: Path) -> None:
+    """The JSONL line and the store's body hold the JSON the pipeline sealed each event
+    with after redaction (the live feed's message: tests/unit/web/test_live.py)."""
+    out, db = tmp_path / "events.jsonl", tmp_path / "events.db"
+    counters = Counters()
+    recorder = Batches()
+    pipe = Pipeline(
+        decoder=Decoder(hasher=HASHER, counters=counters),
+        sinks=[JsonlSink(out), StoreSink(db, retention_days=100 * 365), recorder],
+        counters=counters,
+        redactor=UpperRedactor(),
+    )
+    await pipe.start()
+    for raw in keep_alive_calls(3):
+        assert pipe.submit(raw)
+    await pipe.stop()
+    events = [e for b in recorder.batches for e in b]
+    assert all(e.sealed for e in events)
+    lines = out.read_bytes().splitlines()
+    assert lines == [e.json_bytes() for e in events]
+    assert [orjson.loads(line) for line in lines] == [e.to_dict() for e in events]
+    assert_valid_file(out)
+    with EventStore(db) as store:
+        bodies = [r[0] for r in store.conn.execute("SELECT body FROM bodies ORDER BY id")]
+    assert [b.encode() for b in bodies] == lines
+    requests = [e for e in events if e.event_type == "ai.request"]
+    assert [m["content"] for e in requests for m in e.data["messages"]] == ["[REDACTED]"] * 3
+
+
+async def test_a_backlog_reaches_the_sinks_in_batches_in_order() -> None:
+    recorder = Batches()
+    counters = Counters()
+    pipe = Pipeline(
+        decoder=Decoder(hasher=HASHER, counters=counters), sinks=[recorder], counters=counters
+    )
+    raws = keep_alive_calls(50)
+    for raw in raws:  # queued before the consumer runs: one slice decodes many
+        assert pipe.submit(raw)
+    await pipe.start()
+    await pipe.stop()
+    events = [e for b in recorder.batches for e in b]
+    assert len(events) == 100 and counters.get("sink.batches.written") == 100
+    assert len(recorder.batches) < 10  # not one write per event
+    texts = [
+        e.data["choices"][0]["message"]["content"] for e in events if e.event_type == "ai.response"
+    ]
+    assert texts == [f"answer {i}" for i in range(50)]
+    assert_valid_events([e.to_dict() for e in events])
+
+
+async def test_the_capture_queue_is_bounded_in_bytes_and_the_loss_is_counted() -> None:
+    """Past `queue_bytes` of queued plaintext a capture is refused like on a full queue: the
+    connection is flagged, and the call it cut is counted as recorded incomplete."""
+    stream = openai_request({**HI, "stream": True})
+    pipe = pipeline(queue_bytes=len(stream))
+    caps = Captures()
+    conn = caps.conn()
+    conn.send(stream, 0)
+    conn.recv(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        5,
+    )
+    conn.close(8)
+    request, head, closing = caps.raws
+    assert pipe.has_room()
+    assert pipe.submit(request)
+    assert not pipe.has_room()
+    assert not pipe.submit(head)  # over the byte bound
+    assert pipe.counters.get("capture.dropped") == 1
+    assert pipe.counters.get("capture.gap_connections") == 1
+    events: list[Event] = []
+    while not pipe.queue.empty():
+        raw = pipe.queue.get_nowait()
+        assert raw is not None
+        events += pipe.process(raw)
+    pipe.queued_bytes = 0  # what the consumer task does as it takes captures
+    assert pipe.submit(closing)
+    raw = pipe.queue.get_nowait()
+    assert raw is not None and raw.gap_before
+    events += pipe.process(raw)
+    resp = [e for e in dicts(events) if e["event_type"] == "ai.response"]
+    assert len(resp) == 1 and resp[0]["confidence"]["completeness"] == "partial"
+    assert pipe.counters.get("capture.incomplete_exchanges") == 1
+
+
+async def test_a_sink_that_falls_behind_catches_up_after_a_burst(tmp_path: Path) -> None:
+    """More events than the old fixed 10,000-event queue held, arriving faster than the
+    store writes them: the store's queue (bounded in bytes) absorbs the burst."""
+    db = tmp_path / "events.db"
+    counters = Counters()
+    pipe = Pipeline(
+        decoder=Decoder(hasher=HASHER, counters=counters),
+        sinks=[StoreSink(db, retention_days=100 * 365)],
+        counters=counters,
+    )
+    await pipe.start()
+    caps = Captures()
+    for fd in range(60):
+        conn = caps.conn(fd=fd)
+        for i in range(100):
+            conn.send(openai_request(HI), 20 * i).recv(ok(), 20 * i + 10)
+        conn.close(5_000)
+    for raw in caps.raws:
+        assert pipe.submit(raw)
+    await pipe.stop()
+    assert counters.get("events.total") == 12_000
+    assert counters.get("sink.store.dropped") == 0
+    with EventStore(db) as store:
+        assert store.count() == 12_000
+
+
+def test_paused_events_are_neither_sealed_nor_offered() -> None:
+    pipe = pipeline()
+    pipe.paused = True
+    caps = Captures()
+    caps.conn().send(openai_request(HI), 0)
+    events = pipe.process(caps.raws[0])
+    pipe.publish(events)
+    assert not any(e.sealed for e in events)
+    assert pipe.counters.get("events.paused_dropped") == 1
+
+
+def test_a_source_that_asks_first_is_never_refused() -> None:
+    """`has_room` and `submit` agree exactly: a capture larger than what is left under the
+    byte bound is still taken (the bound is crossed by at most one capture)."""
+    pipe = pipeline(queue_bytes=1000)
+    caps = Captures()
+    for fd in range(3):
+        caps.conn(fd=fd).send(openai_request({**HI, "pad": "x" * 700}), fd)
+    accepted = 0
+    for raw in caps.raws:
+        if pipe.has_room():
+            assert pipe.submit(raw)
+            accepted += 1
+    assert accepted == 1 and pipe.queued_bytes > 1000
+    assert pipe.counters.get("capture.dropped") == 0

@@ -11,6 +11,7 @@ import click
 
 from oisp_sensor import config as config_mod
 from oisp_sensor.errors import ConfigError
+from oisp_sensor.privacy.logfilter import install_log_redaction
 
 
 def setup_logging(verbose: int) -> None:
@@ -23,6 +24,7 @@ def setup_logging(verbose: int) -> None:
     )
     # The sensor's own INFO lines (where it listens, trust hints) are useful by default.
     logging.getLogger("oisp_sensor").setLevel(min(level, logging.INFO) if verbose >= 0 else level)
+    install_log_redaction()  # no handler may print a secret, whoever logged it
 
 
 def fail(message: str, status: int = 1) -> NoReturn:

@@ -30,6 +30,8 @@ from oisp_sensor.cli.common import fail
 from oisp_sensor.cli.record import (
     RunSummary,
     SensorFlags,
+    recorded_sinks,
+    recording_report,
     resolve_config,
     run_async,
     sensor_options,
@@ -405,6 +407,8 @@ async def _demo(config: Config, flags: SensorFlags, *, once: bool, every: float)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     click.echo("oisp-sensor demo: stopped.")
+    for line in recording_report(sensor.counters.snapshot(), recorded_sinks(sensor)):
+        click.echo(line)
 
 
 async def _round(traffic: Callable[[], Awaitable[int]], sensor: Any) -> None:

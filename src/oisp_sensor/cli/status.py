@@ -136,9 +136,13 @@ def _url_address(url: str) -> str:
     return f"{parts.hostname}:{port}"
 
 
+OVERLOAD_FIX = (
+    "the sensor could not decode as fast as traffic arrived: the machine is overloaded; "
+    "close other load or capture fewer apps"
+)
 DROP_FIXES = {
-    "capture.dropped": "the sensor could not decode as fast as traffic arrived: the machine "
-    "is overloaded; close other load or capture fewer apps",
+    "capture.dropped": OVERLOAD_FIX,
+    "capture.relay_dropped": OVERLOAD_FIX,
     "events.paused_dropped": "",  # paused on purpose; reported, not a problem
 }
 
@@ -210,30 +214,125 @@ def check_sensor(state: runtime.SensorState | None, now: float) -> list[Check]:
     return checks
 
 
-# What an exporter (sinks/delivery.py) lost: buffer full, refused, retries run out.
-_EXPORT_LOSS = re.compile(r"^sink\.\w+\.(buffer_full|rejected_\w+|gave_up_\w+)$")
+# What an exporter (sinks/delivery.py) lost: buffer full, refused, retries run out, or
+# still buffered when the sensor stopped.
+_EXPORT_LOSS = re.compile(
+    r"^sink\.(\w+)\.(buffer_full|rejected_\w+|gave_up_\w+|unsent_at_exit_\w+)$"
+)
+_SINK_LOSS = re.compile(r"^sink\.(\w+)\.(dropped|errors)$")
+_EXPORT_MEANINGS = (
+    ("buffer_full", "its buffer was full (destination slow or down)"),
+    ("rejected_", "the destination refused them"),
+    ("gave_up_", "retries ran out"),
+    ("unsent_at_exit_", "still buffered when the sensor stopped"),
+)
+# Sinks the user reads their events from, by the name their runner counts under.
+_SINK_LABELS = {"store": "the store", "jsonl": "the JSONL file"}
+# Views, not records: what they skip is still in the store and the JSONL file.
+_VIEW_LOSSES = ("sink.live.dropped", "sink.live.errors", "web.live_dropped")
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """One kind of loss, in words: what was lost, and whether anything recorded is missing."""
+
+    counters: tuple[str, ...]
+    problem: bool  # False: a view skipped updates, or capture was paused on purpose
+    text: str
+    fix: str = ""
+
+
+def describe_losses(counters: dict[str, int]) -> list[Loss]:
+    """Every loss the counters show, worded for a user: what it means, not just a count.
+
+    A sink's `dropped` means events that sink never received (its queue was full), so
+    its records lack them; the live feed's and a slow tab's are only a view skipping
+    updates; captured chunks dropped before decoding leave calls recorded incomplete.
+    """
+    total = counters.get("events.total", 0)
+    out: list[Loss] = []
+    queue = counters.get("capture.dropped", 0)
+    handoff = counters.get("capture.relay_dropped", 0)
+    if queue or handoff:
+        where = []
+        if queue:
+            where.append(f"{queue:,} at the decoder's queue (capture.dropped)")
+        if handoff:
+            where.append(f"{handoff:,} in the relay's hand-off (capture.relay_dropped)")
+        consequences = []
+        if incomplete := counters.get("capture.incomplete_exchanges", 0):
+            consequences.append(f"{incomplete:,} calls were recorded incomplete (flagged partial)")
+        if lost := counters.get("capture.gap_connections", 0):
+            consequences.append(f"later calls on {lost:,} connections were not recorded")
+        text = (
+            f"{queue + handoff:,} captured chunks were dropped because the sensor fell behind "
+            f"({', '.join(where)})"
+        )
+        if consequences:
+            text += ": " + "; ".join(consequences)
+        names = tuple(n for n in ("capture.dropped", "capture.relay_dropped") if counters.get(n))
+        out.append(Loss(names, True, text, OVERLOAD_FIX))
+    for name, n in sorted(counters.items()):
+        if not n or name in _VIEW_LOSSES:
+            continue
+        if m := _SINK_LOSS.match(name):
+            sink, kind = m.groups()
+            label = _SINK_LABELS.get(sink, f"the {sink} exporter")
+            if kind == "dropped":
+                text = f"{label} missed {n:,} of {total:,} events: its queue was full ({name})"
+                fix = (
+                    f"the {sink} sink could not keep up and its queue overflowed: check the disk "
+                    f"or the {sink} destination, and its errors in the sensor's log"
+                )
+            else:
+                text = f"{label}: {n:,} failed writes ({name}); see the sensor's log"
+                fix = f"see the {sink} sink's errors in the sensor's log (disk full? permissions?)"
+            out.append(Loss((name,), True, text, fix))
+        elif m := _EXPORT_LOSS.match(name):
+            sink, kind = m.groups()
+            unit, what = "events", ""
+            for prefix, meaning in _EXPORT_MEANINGS:
+                if kind.startswith(prefix):
+                    unit, what = kind[len(prefix) :] or unit, meaning
+            out.append(
+                Loss(
+                    (name,),
+                    True,
+                    f"the {sink} exporter lost {n:,} {unit}: {what} ({name})",
+                    f"check the {sink} destination (reachable? accepting?) and the sensor's log",
+                )
+            )
+    view = sum(counters.get(k, 0) for k in _VIEW_LOSSES)
+    if view:
+        names = tuple(k for k in _VIEW_LOSSES if counters.get(k))
+        out.append(
+            Loss(
+                names,
+                False,
+                f"the dashboard's live view skipped {view:,} updates (a slow tab or browser); "
+                f"nothing recorded is missing",
+            )
+        )
+    if paused := counters.get("events.paused_dropped", 0):
+        out.append(
+            Loss(("events.paused_dropped",), False, f"{paused:,} events not recorded while paused")
+        )
+    return out
 
 
 def check_drops(counters: dict[str, int]) -> list[Check]:
-    lost = (k for k in counters if k.endswith("dropped") or _EXPORT_LOSS.match(k))
-    drops = {k: counters[k] for k in lost if counters[k]}
     total = counters.get("events.total", 0)
-    problems = {k: v for k, v in drops.items() if DROP_FIXES.get(k) != ""}
+    losses = describe_losses(counters)
+    problems = [loss for loss in losses if loss.problem]
+    notes = "; ".join(loss.text for loss in losses if not loss.problem)
     if not problems:
         detail = f"{total:,} events, nothing dropped"
-        if drops:
-            detail += " (" + ", ".join(f"{k}={v:,}" for k, v in drops.items()) + " while paused)"
+        if notes:
+            detail += f" ({notes})"
         return [Check("  drops", True, detail)]
-    out = []
-    for name, n in sorted(problems.items()):
-        fix = DROP_FIXES.get(name)
-        if fix is None and name.startswith("sink."):
-            sink = name.split(".")[1]
-            fix = (
-                f"the {sink} sink could not keep up and its queue overflowed: check the disk or "
-                f"the {sink} destination, and its errors in the sensor's log"
-            )
-        out.append(Check("  drops", False, f"{name} = {n:,} (of {total:,} events)", fix or ""))
+    out = [Check("  drops", False, loss.text, loss.fix) for loss in problems]
+    if notes:
+        out.append(Check("  drops", None, notes))
     return out
 
 

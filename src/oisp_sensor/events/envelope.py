@@ -3,6 +3,10 @@
 `data` holds the event-type payload as a plain dict whose keys are the spec's field
 names (see `data.py` for their typed shapes); keeping it a dict makes redaction,
 JSON encoding and storage one code path for every event type.
+
+After redaction the pipeline `seal()`s each event: its wire form is built and
+encoded once, and every sink (JSONL line, store body, live feed, exporters) shares
+those bytes instead of serialising the same event again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from oisp_sensor import __version__
 from oisp_sensor.events.ulid import new_ulid
@@ -39,10 +45,19 @@ class CaptureMethod(StrEnum):
     OTHER = "other"
 
 
+# (second, its formatted date and time): events come in bursts within the same second.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339(ts_ns: int) -> str:
     """`2025-12-22T14:30:16.345678Z` — RFC 3339, UTC, microsecond precision."""
+    global _last_second
     secs, ns = divmod(ts_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns // 1000:06d}Z"
+    second, text = _last_second  # one read: another thread may replace it meanwhile
+    if second != secs:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _last_second = (secs, text)
+    return f"{text}.{ns // 1000:06d}Z"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -66,6 +81,9 @@ class Event:
     )
     attrs: dict[str, Any] = field(default_factory=dict)
     related_events: list[dict[str, str]] = field(default_factory=list)
+    # The wire form and its JSON, frozen by `seal()`; None until then.
+    _wire: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -114,6 +132,31 @@ class Event:
         if self.related_events:
             out["related_events"] = self.related_events
         return out
+
+    def seal(self) -> bytes:
+        """Build and encode the wire form once, for every sink to share; returns the JSON.
+
+        Called by the pipeline after redaction, when the event stops changing. A change
+        made after sealing would not show in `wire()`/`json()`, so nothing makes one.
+        """
+        wire = self.to_dict()
+        self._wire = wire
+        # A copy of exact size: orjson's own buffer has several times the capacity it
+        # fills (8 KiB for 1 KiB of JSON), and sealed events may wait in sink queues.
+        self._json = memoryview(orjson.dumps(wire)).tobytes()
+        return self._json
+
+    @property
+    def sealed(self) -> bool:
+        return self._json is not None
+
+    def wire(self) -> dict[str, Any]:
+        """The wire form: the sealed one, or built now for an event not sealed yet."""
+        return self._wire if self._wire is not None else self.to_dict()
+
+    def json_bytes(self) -> bytes:
+        """The wire form as compact JSON (orjson), the bytes a JSONL line holds."""
+        return self._json if self._json is not None else orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Event:

@@ -1,7 +1,8 @@
 """Append events to a JSON Lines file: one event per line, flushed after every batch.
 
 Optional size-based rotation keeps `FILE.1 … FILE.N` like logrotate; the file is
-created owner-only (0600) because events hold prompts.
+created owner-only (0600) because events hold prompts. A line is the JSON the
+pipeline sealed the event with, so the file holds exactly what every other sink got.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-import orjson
-
 from oisp_sensor.errors import SinkError
 from oisp_sensor.events import Event
 
 
 def encode(event: Event) -> bytes:
-    return orjson.dumps(event.to_dict()) + b"\n"
+    return event.json_bytes() + b"\n"
 
 
 class JsonlSink:
@@ -47,10 +46,12 @@ class JsonlSink:
         self.write_sync(batch)
 
     def write_sync(self, batch: Sequence[Event]) -> None:
+        if not batch:
+            return
         if self._file is None:
             self._open()
         assert self._file is not None
-        data = b"".join(encode(e) for e in batch)
+        data = b"\n".join([e.json_bytes() for e in batch]) + b"\n"
         self._file.write(data)
         self._file.flush()
         self._size += len(data)

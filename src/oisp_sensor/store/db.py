@@ -32,10 +32,15 @@ DELETE_CHUNK = 5_000
 Progress = Callable[[int, int], None]  # (done, total)
 
 _INSERT_EVENT = (
-    f"INSERT OR IGNORE INTO events ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+    f"INSERT OR IGNORE INTO events (id, {', '.join(COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' for _ in COLUMNS)})"
 )
-_INSERT_BODY = "INSERT OR IGNORE INTO bodies (id, body) SELECT id, ? FROM events WHERE event_id = ?"
+# Bodies under the ids just given to their rows (replacing a body orphaned by an old crash)...
+_INSERT_BODY = "INSERT OR REPLACE INTO bodies (id, body) VALUES (?, ?)"
+# ...or, when some events were already stored, by event_id: a duplicate keeps its own.
+_INSERT_BODY_BY_EVENT_ID = (
+    "INSERT OR IGNORE INTO bodies (id, body) SELECT id, ? FROM events WHERE event_id = ?"
+)
 
 
 def describe_error(name: str, e: sqlite3.Error) -> str:
@@ -139,27 +144,42 @@ class EventStore:
     # --- writing ---------------------------------------------------------------------------
 
     def write(self, events: Iterable[Event]) -> int:
-        """Store events (one transaction); returns how many were new (ids already stored skip)."""
+        """Store events (one transaction); returns how many were new (ids already stored skip).
+
+        The body is the JSON the pipeline sealed the event with (the JSONL line's bytes).
+        """
         items = []
         for event in events:
-            wire = event.to_dict()
             # The wire form has microsecond precision; so do the columns, so a store and
             # a JSONL file of the same events give identical answers.
             ts_ns = event.ts_ns - event.ts_ns % 1000
-            items.append((row_from_dict(wire, ts_ns), orjson.dumps(wire).decode()))
+            items.append((row_from_dict(event.wire(), ts_ns), event.json_bytes().decode()))
         return self.write_rows(items)
 
     def write_rows(self, items: Sequence[tuple[Row, str | None]]) -> int:
-        """Store pre-computed rows; a None body stores only the columns (analysis imports)."""
+        """Store pre-computed rows; a None body stores only the columns (analysis imports).
+
+        Rows get their ids here (after the largest, as SQLite would), so each body goes
+        in under its row's id without looking the row up by event_id again.
+        """
         if not items:
             return 0
         with self.transaction() as conn:
+            (last,) = conn.execute("SELECT max(id) FROM events").fetchone()
+            first = (last or 0) + 1
             before = conn.total_changes
-            conn.executemany(_INSERT_EVENT, [row for row, _ in items])
+            conn.executemany(_INSERT_EVENT, [(first + i, *row) for i, (row, _) in enumerate(items)])
             added = conn.total_changes - before
-            bodies = [(body, row[0]) for row, body in items if body is not None]
-            if bodies:
-                conn.executemany(_INSERT_BODY, bodies)
+            if added == len(items):
+                bodies = [
+                    (first + i, body) for i, (_, body) in enumerate(items) if body is not None
+                ]
+                if bodies:
+                    conn.executemany(_INSERT_BODY, bodies)
+            else:
+                by_event_id = [(body, row[0]) for row, body in items if body is not None]
+                if by_event_id:
+                    conn.executemany(_INSERT_BODY_BY_EVENT_ID, by_event_id)
         return added
 
     # --- deleting --------------------------------------------------------------------------

@@ -86,6 +86,40 @@ def test_drops_are_problems_except_while_paused() -> None:
     assert paused.ok and "while paused" in paused.detail
 
 
+def test_a_slow_dashboard_tab_does_not_fail_status() -> None:
+    """The live view skipping updates loses nothing recorded: reported, not a problem."""
+    counts = {
+        "events.total": 10,
+        "web.live_dropped": 6,
+        "sink.live.dropped": 2,
+        "sink.live.written": 8,  # what the feed did get: not counted as skipped
+    }
+    (check,) = check_drops(counts)
+    assert check.ok
+    assert "nothing dropped" in check.detail and "live view skipped 8 updates" in check.detail
+
+
+def test_losses_are_worded_by_kind() -> None:
+    checks = check_drops(
+        {
+            "events.total": 1_000,
+            "sink.store.dropped": 120,
+            "sink.jsonl.errors": 3,
+            "capture.dropped": 10,
+            "capture.incomplete_exchanges": 4,
+            "web.live_dropped": 9,
+        }
+    )
+    details = [c.detail for c in checks]
+    assert [c.ok for c in checks] == [False, False, False, None]
+    assert "10 captured chunks were dropped" in details[0] and "4 calls were recorded" in details[0]
+    assert details[1] == "the JSONL file: 3 failed writes (sink.jsonl.errors); see the sensor's log"
+    assert details[2] == (
+        "the store missed 120 of 1,000 events: its queue was full (sink.store.dropped)"
+    )
+    assert "live view skipped 9 updates" in details[3]
+
+
 def test_store_facts(recorded: dict[str, Any]) -> None:
     (check,), facts = check_store(recorded["db"], 7)
     assert check.ok and f"{len(recorded['events'])} events" in check.detail

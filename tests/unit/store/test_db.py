@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from oisp_sensor.errors import StoreError
@@ -46,6 +47,53 @@ def test_writing_the_same_events_twice_stores_them_once(events: list[Event]) -> 
     assert store.count() == len(events)
     (bodies,) = store.conn.execute("SELECT count(*) FROM bodies").fetchone()
     assert bodies == len(events)
+
+
+def _bodies_by_event_id(store: EventStore) -> dict[str, dict[str, Any]]:
+    rows = store.conn.execute(
+        "SELECT e.event_id, b.body FROM events e JOIN bodies b ON b.id = e.id"
+    ).fetchall()
+    return {event_id: orjson.loads(body) for event_id, body in rows}
+
+
+def test_a_batch_mixing_stored_and_new_events_gives_each_its_own_body(
+    events: list[Event],
+) -> None:
+    """New rows get their bodies; an event already stored keeps the body it had."""
+    store = EventStore.memory()
+    half = len(events) // 2
+    assert store.write(events[:half]) == half
+    assert store.write(events[half - 1 :]) == len(events) - half  # one overlaps
+    bodies = _bodies_by_event_id(store)
+    assert bodies == {e.event_id: e.to_dict() for e in events}
+    assert store.conn.execute("SELECT count(*) FROM bodies").fetchone()[0] == len(events)
+    assert_valid_events(list(bodies.values()))
+
+
+def test_rows_are_numbered_after_the_last_one_and_stray_bodies_are_replaced(
+    events: list[Event],
+) -> None:
+    """Ids continue from the largest, as SQLite's own numbering would; a body left behind
+    without its row (an interrupted delete of an older release) does not block a write."""
+    store = EventStore.memory()
+    store.write(events[:2])
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM events WHERE id = 2")  # its body stays behind
+    assert store.write(events[2:4]) == 2
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == [1, 2, 3]
+    assert _bodies_by_event_id(store) == {
+        e.event_id: e.to_dict() for e in (events[0], *events[2:4])
+    }
+
+
+def test_the_body_is_the_sealed_json(events: list[Event]) -> None:
+    store = EventStore.memory()
+    for e in events:
+        e.seal()
+    store.write(events)
+    bodies = [r[0] for r in store.conn.execute("SELECT body FROM bodies ORDER BY id")]
+    assert [b.encode() for b in bodies] == [e.json_bytes() for e in events]
 
 
 def test_settings_of_a_new_store(tmp_path: Path) -> None:

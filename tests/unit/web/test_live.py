@@ -225,3 +225,29 @@ async def test_a_stalled_tab_does_not_slow_the_pipeline(live: Served) -> None:
         assert pipeline.counters.get("capture.dropped") == 0
     finally:
         await stalled.close()
+
+
+async def test_a_tab_receives_the_events_as_sealed_in_one_message_per_batch() -> None:
+    """The message is built from the JSON each event was sealed with (what JSONL and the
+    store hold), byte for byte what encoding the whole message would give."""
+    counters = Counters()
+    feed = LiveFeed(counters)
+    from oisp_sensor.config import Config
+    from oisp_sensor.web.api import WebContext
+
+    events = sample_events(recent_t0())
+    for e in events:
+        e.seal()
+    await feed.write(events)  # no tab open: nothing to send, nothing fails
+    client = await serve(WebContext(config=Config(), db_path=None, live=feed))
+    try:
+        async with client.ws_connect("/api/live") as ws:
+            await eventually(lambda: feed.clients == 1)
+            await feed.write(events)
+            msg = await asyncio.wait_for(ws.receive(), 10)
+    finally:
+        await client.close()
+    assert msg.type == aiohttp.WSMsgType.TEXT
+    expected = {"type": "events", "events": [e.to_dict() for e in events]}
+    assert msg.data.encode() == orjson.dumps(expected)
+    assert_valid_events(expected["events"])
