@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
+
+import orjson
+import pytest
 
 from oisp_sensor.events import Event, EventType, provider_label, rfc3339
 from oisp_sensor.events.ulid import new_ulid
@@ -79,3 +83,46 @@ def test_provider_label_prefers_our_id_over_the_spec_enum() -> None:
     assert provider_label(event) == "deepseek"
     assert provider_label({"data": {"provider": {"name": "openai"}}}) == "openai"
     assert provider_label({"data": {}}) is None
+
+
+def _reference_ulid(ts_ns: int, random80: int) -> str:
+    """The ULID spec's encoding, digit by digit (what `new_ulid` must give)."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = ((ts_ns // 1_000_000) & ((1 << 48) - 1)) << 80 | random80
+    return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def test_ulid_matches_the_reference_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import oisp_sensor.events.ulid as ulid
+
+    for ts, rnd in [(0, 0), (T0, 1), (2**63 - 1, 2**80 - 1), (T0 + 123_456_789, 0xDEADBEEF << 40)]:
+        monkeypatch.setattr(ulid.os, "urandom", lambda n, r=rnd: r.to_bytes(n, "big"))
+        assert new_ulid(ts) == _reference_ulid(ts, rnd)
+
+
+def test_rfc3339_is_right_across_second_boundaries() -> None:
+    """The formatted second is reused within a second, never across one."""
+    stamps = [T0 + 999_999_999, T0 + 1_000_000_000, T0 - 1, T0, 86_400 * 10**9 * 365]
+    for ts in stamps + stamps[::-1]:
+        secs, ns = divmod(ts, 10**9)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns // 1000:06d}Z"
+        assert rfc3339(ts) == expected
+
+
+def test_a_sealed_event_shares_one_encoding() -> None:
+    event = Event(
+        event_type=EventType.AI_REQUEST,
+        ts_ns=T0,
+        data={"request_id": "req_1", "messages": [{"role": "user", "content": "héllo \u2028"}]},
+        attrs={"api": "openai.chat"},
+    )
+    assert not event.sealed
+    assert event.json_bytes() == orjson.dumps(event.to_dict())  # unsealed: built on demand
+    encoded = event.seal()
+    assert event.sealed and event.json_bytes() is encoded
+    assert encoded == orjson.dumps(event.to_dict())
+    assert event.wire() == event.to_dict() and event.wire() is event.wire()
+    assert_valid_events([orjson.loads(encoded)])
+    # Equality and repr are about the event, not whether it was encoded yet.
+    twin = Event.from_dict(event.to_dict())
+    assert twin == event and "_json" not in repr(event)
