@@ -321,7 +321,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}{where}")
     if tp is int:
-        if env and value.strip().lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() also takes "²", and int() refuses "--5".
+        if env and re.fullmatch(r"\s*-?[0-9]+\s*", value):
             return int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -8,7 +8,6 @@ redaction placeholders, so equal values correlate without being revealed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from pathlib import Path
@@ -40,7 +39,7 @@ class KeyedHasher:
     def digest(self, value: str | bytes) -> str:
         """Hex digest (128 bits), without the prefix."""
         data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
-        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._key, data, "sha256").hex()[:32]
 
     def __call__(self, value: str | bytes) -> str:
         return PREFIX + self.digest(value)

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka import codec as kafka_codec
 from aiokafka.errors import KafkaError, KafkaTimeoutError  # type: ignore[import-untyped]
@@ -95,7 +94,7 @@ def to_record(event: Event) -> Record:
         ("content-type", b"application/json"),
         ("oisp-event-type", str(event.event_type).encode()),
     ]
-    return message_key(event), orjson.dumps(event.to_dict()), headers
+    return message_key(event), event.json_bytes(), headers
 
 
 class KafkaSink:

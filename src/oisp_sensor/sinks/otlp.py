@@ -286,7 +286,7 @@ class OtlpSink:
                     if span is not None:
                         spans.append(span)
             if self.logs:
-                body = orjson.dumps(event.to_dict()).decode()
+                body = event.json_bytes().decode()
                 records.append(log_data(event, body, resource, with_trace=self.traces))
         requests: list[Request] = []
         if spans:

@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from oisp_sensor.config import SinksConfig
 from oisp_sensor.counters import Counters
 from oisp_sensor.events import Event
@@ -159,7 +157,7 @@ class WebhookSink:
             await self._http.close()
 
     def prepare(self, batch: list[Event]) -> list[Request]:
-        events = [orjson.dumps(e.to_dict()) for e in batch]
+        events = [e.json_bytes() for e in batch]
         if self.settings.format == "ndjson":
             body = b"".join(e + b"\n" for e in events)
         else:
