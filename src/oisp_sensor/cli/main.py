@@ -59,7 +59,6 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) 
     ctx.obj = {"config": load_config(config_path), "config_path": config_path}
 
 
-
 def main() -> None:
     _prefer_uvloop()
     cli(prog_name="oisp-sensor")

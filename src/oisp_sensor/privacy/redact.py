@@ -158,7 +158,27 @@ class _EventPass:
             value = getattr(event, name)
             if value:
                 setattr(event, name, self.walk(value, meta))
+        if self.minimal and event.process:
+            event.process = self.program_only(event.process)
         self.mark(event)
+
+    def program_only(self, process: dict[str, Any]) -> dict[str, Any]:
+        """Minimal mode keeps which program ran, not what it was told: a command-line
+        agent's arguments can be the prompt itself. (The app was identified before.)
+        `process` is the walked copy, so it is changed in place."""
+        for owner in (process, process.get("parent")):
+            if not isinstance(owner, dict):
+                continue
+            args = owner.get("cmdline_args")
+            cmdline = owner.get("cmdline")
+            if isinstance(args, list) and len(args) > 1:
+                owner["cmdline_args"] = args[:1]
+                self.removed = True
+            if isinstance(cmdline, str) and " " in cmdline.strip():
+                first = args[0] if isinstance(args, list) and args else cmdline.split(" ", 1)[0]
+                owner["cmdline"] = str(first)
+                self.removed = True
+        return process
 
     # --- generic --------------------------------------------------------------------------
 

@@ -197,12 +197,14 @@ def test_a_partial_event_stays_partial_and_says_content_was_redacted() -> None:
 
 
 def test_process_command_lines_lose_secrets_but_keep_everything_else() -> None:
-    for mode in ("safe", "full", "minimal"):
+    for mode in ("safe", "full"):
         request = of_type(redact_all(mode), "ai.request")[0]
         cmdline = request["process"]["cmdline"]
         assert p.STRIPE_LIVE not in cmdline
         assert cmdline.startswith("python3 agent.py --api-key=[STRIPE_KEY:")
         assert p.EMAIL in cmdline  # secrets only: paths and names are attribution, not content
+    minimal = of_type(redact_all("minimal"), "ai.request")[0]["process"]
+    assert minimal["cmdline"] == "python3"  # minimal: the program, not its arguments
 
 
 def test_web_context_is_scanned() -> None:
@@ -361,3 +363,32 @@ def test_the_pipeline_redacts_before_any_sink_sees_an_event() -> None:
     text = dump([e.to_dict() for e in seen])
     for value in (p.OPENAI_PROJECT_KEY, p.OPENAI_LEGACY_KEY, p.CARD_VISA, p.SSN):
         assert value not in text
+
+
+def test_minimal_keeps_the_program_but_not_its_arguments() -> None:
+    """A CLI agent's argv can be the prompt; minimal keeps only which program ran."""
+    prompt = "summarise the merger memo for Alice"
+
+    def event() -> Event:
+        return Event(
+            event_type="ai.request",
+            ts_ns=1_767_225_600_000_000_000,
+            data={"request_type": "chat"},
+            process={
+                "pid": 7,
+                "name": "claude",
+                "cmdline": f"/usr/bin/claude -p {prompt}",
+                "cmdline_args": ["/usr/bin/claude", "-p", prompt],
+                "parent": {"pid": 1, "name": "bash", "cmdline": f"bash -c claude -p {prompt}"},
+            },
+        )
+
+    out = EventRedactor("minimal", HASHER).redact(event()).to_dict()
+    assert_valid_events([out])
+    assert prompt not in dump([out])
+    assert out["process"]["cmdline"] == "/usr/bin/claude"
+    assert out["process"]["cmdline_args"] == ["/usr/bin/claude"]
+    assert out["process"]["parent"]["cmdline"] == "bash"
+    assert out["process"]["name"] == "claude"
+    kept = EventRedactor("safe", HASHER).redact(event()).process
+    assert kept is not None and prompt in kept["cmdline"]
