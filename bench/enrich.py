@@ -85,7 +85,7 @@ def main() -> None:
     rows.append(("pricing, warm (gpt-4o, flat prices)", per_event_us(n, response, pricing.enrich)))
     rows.append(
         (
-            "pricing, warm (gemini-2.5-pro, tiered: genai-prices arithmetic)",
+            "pricing, warm (gemini-2.5-pro, tiered: per-band rates)",
             per_event_us(n, lambda: response("gemini-2.5-pro", "google"), pricing.enrich),
         )
     )

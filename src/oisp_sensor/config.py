@@ -38,6 +38,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from oisp_sensor.errors import ConfigError
 from oisp_sensor.paths import config_dir, data_dir
 
 REDACTION_MODES = ("safe", "full", "minimal")
+# Wire formats a custom endpoint may speak ([[providers]] api).
+PROVIDER_APIS = ("openai", "anthropic", "gemini", "ollama", "bedrock", "cohere")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ class CustomProvider:
 
     host: str
     provider: str = "other"  # name shown to users, e.g. "corp-gateway"
-    api: str = "openai"  # wire format: openai | anthropic | gemini | ollama | bedrock | cohere
+    api: str = "openai"  # wire format: one of PROVIDER_APIS
     port: int | None = None
     scheme: str = "https"
 
@@ -225,7 +228,9 @@ def loads(text: str, *, where: str = "config") -> Config:
 
 def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
     sections = {
-        f.name: f.type for f in dataclasses.fields(Config) if f.name not in ("providers", "source")
+        name: hint
+        for name, hint in typing.get_type_hints(Config).items()
+        if name not in ("providers", "source")
     }
     for key, value in environ.items():
         if not key.startswith("OISP_") or key in (
@@ -239,10 +244,7 @@ def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> None:
         if section is None:
             continue
         name = rest[len(section) + 1 :]
-        section_type = sections[section]
-        if isinstance(section_type, str):
-            section_type = typing.get_type_hints(Config)[section]
-        known = {f.name for f in dataclasses.fields(section_type)}
+        known = {f.name for f in dataclasses.fields(sections[section])}
         if name not in known:
             raise ConfigError(
                 f"{key}: {section}.{name} is not a setting "
@@ -343,7 +345,55 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
 
 
-_CONNECT_TO = re.compile(r"^[^:=\s]+:\d{1,5}=[^=\s]+:\d{1,5}$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$"
+)
+
+
+def is_host_name(text: str) -> bool:
+    """A bare host (`llm.example.com`, `*.corp.net`, an IP): no scheme, port or path."""
+    return bool(_HOST_NAME.match(text))
+
+
+def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` (or a bare host with `default_port`) -> (host, port)."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unterminated IPv6 address in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"bad authority {text!r}")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"no port in {text!r}")
+        return host.lower(), default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port in {text!r}")
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    return host.lower(), int(port_text)
+
+
+def parse_connect_to(specs: Iterable[str]) -> dict[tuple[str, int], tuple[str, int]]:
+    """`HOST:PORT=ADDR:PORT` entries (curl's --connect-to, without its empty fields)."""
+    routes: dict[tuple[str, int], tuple[str, int]] = {}
+    for spec in specs:
+        source, sep, dest = spec.partition("=")
+        try:
+            if not sep:
+                raise ValueError("missing '='")
+            routes[split_host_port(source)] = split_host_port(dest)
+        except ValueError as e:
+            raise ConfigError(
+                f"capture.connect_to: expected HOST:PORT=ADDR:PORT, got {spec!r} ({e})"
+            ) from None
+    return routes
 
 
 def _validate(config: Config) -> None:
@@ -351,11 +401,7 @@ def _validate(config: Config) -> None:
     for key, port in (("capture.proxy_port", c.proxy_port), ("web.port", config.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{key}: expected a port number 0-65535, got {port}")
-    for spec in c.connect_to:
-        if not _CONNECT_TO.match(spec) and not re.match(
-            r"^[^=\s]+:\d+=\[[0-9a-fA-F:]+\]:\d+$", spec
-        ):
-            raise ConfigError(f"capture.connect_to: expected HOST:PORT=ADDR:PORT, got {spec!r}")
+    parse_connect_to(c.connect_to)
     if config.redaction.mode not in REDACTION_MODES:
         raise ConfigError(
             f"redaction.mode: expected one of {', '.join(REDACTION_MODES)}, "
@@ -379,14 +425,16 @@ def _validate(config: Config) -> None:
         )
     _validate_pricing(config.pricing)
     _validate_exporters(config.sinks)
-    apis = ("openai", "anthropic", "gemini", "ollama", "bedrock", "cohere")
     for i, p in enumerate(config.providers):
-        if p.api not in apis:
+        if p.api not in PROVIDER_APIS:
             raise ConfigError(
-                f"providers[{i}].api: expected one of {', '.join(apis)}, got {p.api!r}"
+                f"providers[{i}].api: expected one of {', '.join(PROVIDER_APIS)}, got {p.api!r}"
             )
-        if not p.host:
-            raise ConfigError(f"providers[{i}].host: must not be empty")
+        if not is_host_name(p.host):
+            raise ConfigError(
+                f"providers[{i}].host: expected a host name such as llm.example.com "
+                f"(no scheme, port or path), got {p.host!r}"
+            )
 
 
 def _validate_pricing(pricing: PricingConfig) -> None:

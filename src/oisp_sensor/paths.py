@@ -42,8 +42,13 @@ def ensure_private_dir(path: Path) -> Path:
 def write_private(path: Path, data: bytes) -> None:
     """Write a file that is 0600 from the moment it exists (no window where it is not)."""
     ensure_private_dir(path.parent)
+    replace_file(path, data, 0o600)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` atomically (readers never see half a file); a new file gets `mode`."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
     finally:

@@ -2,8 +2,10 @@
 
 Capture sources call `submit(raw)`, which never blocks: a full queue drops the
 chunk, counts it, and marks its connection so the exchange it belonged to is
-flagged incomplete rather than silently mis-decoded. One consumer task decodes,
-enriches and redacts, then offers each event to every sink's own bounded queue.
+flagged incomplete rather than silently mis-decoded. `submit` runs on the pipeline's
+loop: the relay, on a thread of its own, hands its captures over through
+capture/relay_thread.py. One consumer task decodes, enriches and redacts, then
+offers each event to every sink's own bounded queue.
 
 Redaction happens here, before any sink and identically for every source, so no
 sink can see what redaction removed. Right after it each event is sealed
@@ -137,19 +139,21 @@ class Pipeline:
 
     def process(self, raw: RawCapture) -> list[Event]:
         """Decode, enrich and redact one capture. Synchronous, so replay uses it directly."""
-        key = raw.connection_key
-        events = self.decoder.mark_gap(key, raw.timestamp_ns) if raw.gap_before else []
-        if events:
-            # What "N chunks dropped" costs the user: calls recorded incomplete.
-            self.counters.inc(
-                "capture.incomplete_exchanges",
-                sum(1 for e in events if e.event_type == EventType.AI_RESPONSE),
-            )
+        events: list[Event] = []
+        if raw.gap_before:
+            events = self.decoder.mark_gap(raw.connection_key, raw.timestamp_ns)
+            if events:
+                # What "N chunks dropped" costs the user: calls recorded incomplete.
+                self.counters.inc(
+                    "capture.incomplete_exchanges",
+                    sum(1 for e in events if e.event_type == EventType.AI_RESPONSE),
+                )
         try:
             events += self.decoder.feed(raw)
         except Exception:
             # Decoders raise only DecodeError, which they handle; this is a bug. It is
             # logged loudly, the connection is dropped, and nothing else is affected.
+            key = raw.connection_key  # the decoder computes it itself on the normal path
             self.counters.inc("decode.internal_errors")
             log.exception("internal error decoding connection %s; dropping it", key)
             self.decoder.drop(key)

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from oisp_sensor.capture.trust import ca_status
 from oisp_sensor.config import Config, default_config_path
 from oisp_sensor.counters import Counters
 from oisp_sensor.decode.decoder import Decoder
-from oisp_sensor.decode.registry import ProviderRegistry, ProviderSpec
+from oisp_sensor.decode.registry import OISP_PROVIDER_NAMES, ProviderRegistry, ProviderSpec
 from oisp_sensor.enrich import default_enrichers
 from oisp_sensor.errors import CaptureError
 from oisp_sensor.pipeline import Pipeline
@@ -38,6 +38,8 @@ from oisp_sensor.sinks.exporters import exporter_sinks
 from oisp_sensor.sinks.jsonl import JsonlSink
 from oisp_sensor.sinks.store import StoreSink
 from oisp_sensor.web.app import Dashboard
+
+log = logging.getLogger(__name__)
 
 # Config `api` names -> the decoder shapes a custom endpoint speaks.
 _API_SHAPES = {
@@ -54,7 +56,7 @@ def build_registry(config: Config) -> ProviderRegistry:
     extra = [
         ProviderSpec(
             id=p.provider,
-            oisp_name=p.provider if p.provider in _OISP_NAMES else "other",
+            oisp_name=p.provider if p.provider in OISP_PROVIDER_NAMES else "other",
             hosts=(p.host,) if p.port is None else (),
             ports=(p.port,) if p.port is not None else (),
             apis=_API_SHAPES[p.api],
@@ -93,8 +95,6 @@ def build_pipeline(
         idle_timeout_s=config.capture.idle_timeout_s,
     )
 
-
-from oisp_sensor.decode.registry import OISP_PROVIDER_NAMES as _OISP_NAMES  # noqa: E402
 
 # --- the running sensor --------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class Sensor:
         self.pipeline: Pipeline | None = None
         self.relay: Relay | None = None
         self._relay_thread: RelayThread | None = None
-        self.bridge: Any = None
+        self.bridge: Bridge | None = None
         self.ca: LocalCA | None = None
         self.dashboard: Dashboard | None = None
         self.web_error = ""  # why the dashboard is not running although enabled
@@ -278,14 +278,10 @@ class Sensor:
             await asyncio.sleep(5.0)
 
     def state(self) -> runtime.SensorState:
-        proxy = ""
-        if self.relay is not None:
-            host, port = self.relay.address
-            proxy = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return runtime.SensorState(
             started_at=self.started_at,
             command=self.command,
-            proxy=proxy,
+            proxy=self.relay.authority if self.relay is not None else "",
             socket=str(self.bridge.path) if self.bridge is not None else "",
             web_url=self.web_url,
             db_path=str(self.db_path or ""),
@@ -317,22 +313,11 @@ class Sensor:
 
     async def run_until_signalled(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop cleanly."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-        try:
-            await stop.wait()
-        finally:
-            # Handlers stay during the flush: a second Ctrl-C must not cut it short.
+        async with stop_signals() as stop:
             try:
-                await self.stop()
+                await stop.wait()
             finally:
-                for sig in installed:
-                    loop.remove_signal_handler(sig)
+                await self.stop()  # inside the block: a second Ctrl-C cannot cut the flush short
 
     # --- what a client needs to use the sensor ---------------------------------------------------
 
@@ -365,6 +350,23 @@ class Sensor:
         return env
 
 
+@contextlib.asynccontextmanager
+async def stop_signals() -> AsyncIterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM set, while the block runs (and cleans up)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 def proxy_exemptions(no_proxy: str, registry: ProviderRegistry) -> str:
     """The user's NO_PROXY without entries that would send an AI host around the sensor."""
     ai_hosts = [h.lstrip("*.") for spec in registry.providers for h in spec.hosts]
@@ -381,6 +383,3 @@ def proxy_exemptions(no_proxy: str, registry: ProviderRegistry) -> str:
 
 def node_preload_path() -> Path:
     return Path(__file__).parent / "capture" / "node_preload.cjs"
-
-
-log = logging.getLogger(__name__)

@@ -329,6 +329,22 @@ async def test_processes_and_settings(page: Any, rig: Rig) -> None:
     await page.locator("#paused-banner").wait_for(state="hidden")
 
 
+async def test_live_view_skips_are_not_shown_as_losses(page: Any, rig: Rig) -> None:
+    """A slow tab missing live updates loses nothing recorded; a sink's full queue does.
+    (The counters are set directly: a tab too slow for a 256-message queue is hard to make.)"""
+    rig.sensor.counters.inc("web.live_dropped", 7)
+    rig.sensor.counters.inc("sink.store.dropped", 2)
+    await page.goto(rig.web_url + "#/settings")
+    card = page.locator("#capture-card")
+    await card.locator("dt", has_text="live view skipped").wait_for()
+    warnings = await card.locator(".warn-text").all_inner_texts()
+    assert "sink.store.dropped" in warnings
+    assert not any("live" in w for w in warnings), warnings
+    skipped = card.locator("dt:has-text('live view skipped') + dd")
+    assert "7 updates" in await skipped.inner_text()
+    assert "nothing recorded is missing" in await skipped.inner_text()
+
+
 async def test_dark_mode_follows_the_system(browser: Any, rig: Rig) -> None:
     colours = []
     for scheme in ("light", "dark"):

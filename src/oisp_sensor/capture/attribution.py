@@ -70,7 +70,6 @@ class Attributor:
         self._users: dict[int, str | None] = {}
         self._described: dict[tuple[int, str], ProcessInfo] = {}
         self.linux = sys.platform.startswith("linux") and os.path.exists("/proc/net/tcp")
-        self._own_pid = os.getpid()
 
     def hint(self, pid: int) -> None:
         """A process about to connect (e.g. the command `run` started): check it first."""
@@ -90,10 +89,10 @@ class Attributor:
             target = f"socket:[{inode}]"
             # The few most recent first (this runs on the relay's loop, so it stays cheap);
             # a snapshot, because the lookup thread updates the list too.
+            # The sensor's own process is not checked here: under load it holds hundreds
+            # of fds, and reading them all would stall the relay's loop for milliseconds.
+            # The lookup thread's full scan still finds it (in-process tests, benchmarks).
             candidates = list(self._recent)[-_QUICK_PIDS:][::-1]
-            # The sensor's own process is a client too when it drives traffic itself (demo).
-            if self._own_pid not in candidates:
-                candidates.append(self._own_pid)
             for pid in candidates:
                 if _holds(pid, target):
                     self._remember(pid)

@@ -43,7 +43,6 @@ from oisp_sensor.events import RawCapture
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOCKET_PATH = Path("/tmp/oisp.sock")
 MAX_LINE_BYTES = 16 * 1024 * 1024
 # The StreamReader's buffer limit: lines up to this size are read in one piece; the
 # transport is paused once twice this much is buffered, which is what bounds memory.

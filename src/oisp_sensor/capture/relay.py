@@ -12,9 +12,11 @@ Clients reach it as an ordinary HTTP proxy (HTTPS_PROXY). For each CONNECT:
 Absolute-form requests (plain HTTP, e.g. a local Ollama) are forwarded to their
 origin and teed when the origin is an AI server.
 
-The relay copies bytes; it does not parse HTTP (DESIGN.md §1). Protocols, not
-streams: each chunk costs one write and one non-blocking `submit`, and flow control
-is the transports' own (a full write buffer on one side pauses reading on the other).
+The relay copies bytes; it parses no HTTP beyond the proxy request itself and the
+request boundaries capture/framing.py explains (DESIGN.md §1). Protocols, not
+streams: each chunk costs one write and one non-blocking `submit` (the hand-off of
+capture/relay_thread.py), and flow control is the transports' own (a full write
+buffer on one side pauses reading on the other).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from oisp_sensor.capture.framing import (
     RequestHead,
     parse_head,
 )
+from oisp_sensor.config import parse_connect_to, split_host_port
 from oisp_sensor.counters import Counters
 from oisp_sensor.decode.registry import ProviderRegistry
 from oisp_sensor.errors import CaptureError, ConfigError
@@ -53,18 +56,16 @@ log = logging.getLogger(__name__)
 
 Submit = Callable[[RawCapture], bool]
 
+# Enum members cost ~150 ns per lookup on Python 3.11; every teed chunk uses one of these.
 SSL_WRITE = CaptureKind.SSL_WRITE
 SSL_READ = CaptureKind.SSL_READ
-CONN_OPEN = CaptureKind.CONN_OPEN
-CONN_CLOSE = CaptureKind.CONN_CLOSE
 
 MAX_HEAD = 64 * 1024
 HOLD_LIMIT = 1024 * 1024  # client bytes buffered while the upstream connects
 CONNECT_TIMEOUT_S = 15.0
 HANDSHAKE_TIMEOUT_S = 30.0
-EARLY_502_DELAY_S = (
-    1.0  # a request whose body never comes (Expect: 100-continue) still gets its 502
-)
+# A request whose body never comes (Expect: 100-continue) still gets its 502.
+EARLY_502_DELAY_S = 1.0
 # A hint only our own clients send (the Node preload): plain HTTP follows this CONNECT.
 PLAIN_TUNNEL_HEADER = "x-oisp-tunnel"
 
@@ -98,47 +99,6 @@ class RelaySettings:
             tunnel_on_tls_failure=capture.tunnel_on_tls_failure,
             idle_timeout_s=capture.idle_timeout_s,
         )
-
-
-def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` (or a bare host with `default_port`) -> (host, port)."""
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"unterminated IPv6 address in {text!r}")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"bad authority {text!r}")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"no port in {text!r}")
-        return host.lower(), default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port in {text!r}")
-    if not host:
-        raise ValueError(f"no host in {text!r}")
-    return host.lower(), int(port_text)
-
-
-def parse_connect_to(specs: Iterable[str]) -> dict[tuple[str, int], tuple[str, int]]:
-    """`HOST:PORT=ADDR:PORT` entries (curl's --connect-to, without its empty fields)."""
-    routes: dict[tuple[str, int], tuple[str, int]] = {}
-    for spec in specs:
-        source, sep, dest = spec.partition("=")
-        try:
-            if not sep:
-                raise ValueError("missing '='")
-            routes[split_host_port(source)] = split_host_port(dest)
-        except ValueError as e:
-            raise ConfigError(
-                f"connect_to: expected HOST:PORT=ADDR:PORT, got {spec!r} ({e})"
-            ) from None
-    return routes
 
 
 def upstream_context(extra_cas: Iterable[str] = ()) -> ssl.SSLContext:
@@ -219,9 +179,14 @@ class Relay:
         return self.address[1]
 
     @property
-    def url(self) -> str:
+    def authority(self) -> str:
+        """`host:port` as a URL writes it (`[v6]:port`)."""
         host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.authority}"
 
     async def close(self, grace_s: float = 1.0) -> None:
         """Stop accepting, let open connections finish for `grace_s`, then cut them.
@@ -275,7 +240,7 @@ class Relay:
         return self.routes.get((host, port), (host, port))
 
     def intercepts(self, host: str, port: int) -> bool:
-        if self.registry.detect(host, port) is None:
+        if not self.registry.is_ai_host(host, port):
             return False
         permitted = self._permitted.get(host)
         if permitted is None:
@@ -291,9 +256,6 @@ class Relay:
             )
             return False
         return True
-
-    def is_ai(self, host: str, port: int) -> bool:
-        return self.registry.detect(host, port) is not None
 
     def client_rejected(self, process: ProcessInfo | None, host: str, port: int, why: str) -> None:
         program = _program(process)
@@ -533,7 +495,7 @@ class _ClientConnection(asyncio.Protocol):
         self.to_upstream_size = len(rest)
         if not intercept:
             self.out = None  # nothing from the upstream may precede our 200
-            self.tee_on = plain and relay.is_ai(host, port)
+            self.tee_on = plain and relay.registry.is_ai_host(host, port)
             self.intercepted = self.tee_on
             relay.counters.inc("relay.captured_plain" if self.tee_on else "relay.tunnelled")
             self.mode = _WAIT
@@ -787,11 +749,8 @@ class _ClientConnection(asyncio.Protocol):
             return
         self.upstream_closed = True
         self.up_transport = None
-        if self.mode is _FORWARD:
-            # The origin closed; the client learns it the same way.
-            self._close_client()
-        elif not self.client_closed:
-            self._close_client()
+        if not self.client_closed:
+            self._close_client()  # the upstream (or plain-HTTP origin) closed: so do we
         self._maybe_finish()
 
     def _close_upstream(self) -> None:
@@ -878,7 +837,7 @@ class _ClientConnection(asyncio.Protocol):
         self.accepted_ns = time.time_ns()
         self.opened = False
         self.upstream_error = None
-        self.tee_on = self.intercepted = self.relay.is_ai(host, port)
+        self.tee_on = self.intercepted = self.relay.registry.is_ai_host(host, port)
         self.relay.counters.inc("relay.forwarded_captured" if self.tee_on else "relay.forwarded")
         self.connecting = self.loop.create_task(self._open_forward())
 
@@ -981,7 +940,7 @@ class _ClientConnection(asyncio.Protocol):
         self.opened = True
         meta = {"net": self.net or self._net_base(), "intercepted": self.intercepted}
         record: _Held = (
-            CONN_OPEN,
+            CaptureKind.CONN_OPEN,
             self.accepted_ns,
             b"",
             self.conn_id,
@@ -1030,7 +989,7 @@ class _ClientConnection(asyncio.Protocol):
             self._open_record()
         self.before_open = []
         self.backlog.append(
-            (CONN_CLOSE, time.time_ns(), b"", self.conn_id, self.host, self.port, None)
+            (CaptureKind.CONN_CLOSE, time.time_ns(), b"", self.conn_id, self.host, self.port, None)
         )
         if self.attributed:
             self._flush()
@@ -1130,9 +1089,8 @@ def error_response(status: int, phrase: str, reason: str) -> bytes:
     """A complete HTTP/1.1 error response that says, in JSON and in a header, what went wrong."""
     one_line = " ".join(reason.split())
     header_value = one_line.encode("ascii", "replace").decode("ascii")[:512]
-    body = orjson.dumps({"error": {"type": "oisp_sensor_upstream_error", "message": one_line}})
-    if status != 502:
-        body = orjson.dumps({"error": {"type": "oisp_sensor_proxy_error", "message": one_line}})
+    kind = "oisp_sensor_upstream_error" if status == 502 else "oisp_sensor_proxy_error"
+    body = orjson.dumps({"error": {"type": kind, "message": one_line}})
     head = (
         f"HTTP/1.1 {status} {phrase}\r\n"
         "Content-Type: application/json\r\n"

@@ -55,7 +55,9 @@ class RelayThread:
         self._on_drop = on_drop
         self._queue: collections.deque[RawCapture] = collections.deque()
         self._scheduled = False
-        self._dropped = 0
+        # Each written by one thread only, so no increment is lost between them.
+        self._dropped = 0  # by the relay thread: captures dropped so far
+        self._reported = 0  # by the main loop: how many of them `on_drop` was told about
         self._gaps: set[ConnKey] = set()
         self._main: asyncio.AbstractEventLoop | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -120,8 +122,8 @@ class RelayThread:
         # Cleared before popping: an append racing with us either is popped below or
         # schedules another drain, never neither.
         self._scheduled = False
-        if self._dropped:
-            dropped, self._dropped = self._dropped, 0
+        if dropped := self._dropped - self._reported:
+            self._reported += dropped
             if self._on_drop is not None:
                 self._on_drop(dropped)
         queue, deliver = self._queue, self._deliver

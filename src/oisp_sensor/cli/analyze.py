@@ -21,10 +21,11 @@ from rich.table import Table
 
 from oisp_sensor.cli.common import fail
 from oisp_sensor.cli.feedback import spinner
-from oisp_sensor.cli.sources import build_filter, db_option, filter_options, open_source
+from oisp_sensor.cli.sources import db_option, filter_options, open_source
 from oisp_sensor.config import Config
 from oisp_sensor.errors import StoreError
 from oisp_sensor.events import rfc3339
+from oisp_sensor.store.query import EventFilter
 from oisp_sensor.store.reports import REPORT_NAMES, Column, Report, run_report
 
 
@@ -178,17 +179,11 @@ def analyze(
     db: Path | None,
     report_name: str,
     fmt: str,
-    types: tuple[str, ...],
-    processes: tuple[str, ...],
-    providers: tuple[str, ...],
-    models: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    flt: EventFilter,
     limit: int | None,
 ) -> None:
     """Reports over captured events: costs, providers, models, processes, tools, conversations."""
     config: Config = obj["config"]
-    flt = build_filter(types, processes, providers, models, since, until)
     if limit is None and report_name == "conversations" and fmt == "text":
         limit = 50
     source = open_source(config, file, db, bodies=False)

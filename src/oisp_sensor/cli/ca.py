@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import ssl
 import sys
 from pathlib import Path
 
@@ -21,17 +20,15 @@ from oisp_sensor.capture.ca import (
     split_constraints,
 )
 from oisp_sensor.capture.trust import (
+    ENV_COMMAND,
     AdminRequired,
     TrustStore,
-    Verification,
+    default_context_verification,
     detect_store,
-    verify_handshake,
 )
 from oisp_sensor.cli.common import fail
 from oisp_sensor.config import Config
 from oisp_sensor.errors import CaptureError
-
-ENV_HINT = 'eval "$(oisp-sensor ca env)"'
 
 
 def _names(obj: dict[str, object]) -> tuple[str, ...]:
@@ -116,7 +113,7 @@ def init(obj: dict[str, object], force: bool) -> None:
     click.echo(f"SHA-256 fingerprint: {ca.fingerprint_sha256}")
     if before is not None and before.fingerprint_sha256 != ca.fingerprint_sha256:
         click.echo("The previous CA no longer works: trust the new one (next step).")
-    click.echo("Next: `oisp-sensor ca install` (as root/admin) or, for one shell, " + ENV_HINT)
+    click.echo("Next: `oisp-sensor ca install` (as root/admin) or, for one shell, " + ENV_COMMAND)
 
 
 @ca.command()
@@ -209,7 +206,7 @@ def status(obj: dict[str, object]) -> None:
     else:
         click.echo(f"OS trust store ({store.name}): {_yes_no(in_store)}")
 
-    python = python_default_verification(ca)
+    python = default_context_verification(ca)
     click.echo(
         "Python ssl default context: "
         + ("accepts a fresh leaf" if python.ok else f"rejects a fresh leaf ({python.detail})")
@@ -219,11 +216,11 @@ def status(obj: dict[str, object]) -> None:
         fix = "oisp-sensor ca install"
         if store is not None:
             fix += "   (as root; or run: " + " && ".join(store.install_commands(ca.cert_path)) + ")"
-        fail(f"not trusted. Fix: {fix}\n  or, for one shell only: {ENV_HINT}")
+        fail(f"not trusted. Fix: {fix}\n  or, for one shell only: {ENV_COMMAND}")
     if not python.ok:
         click.echo(
             "Python does not use the OS store here; for Python, Node and other runtimes"
-            f" with their own trust: {ENV_HINT}"
+            f" with their own trust: {ENV_COMMAND}"
         )
     _echo_runtime_hint()
 
@@ -250,22 +247,6 @@ def env(obj: dict[str, object], shell: str | None) -> None:
             click.echo(f"export {name}={shlex.quote(value)}")
 
 
-def python_default_verification(ca: LocalCA) -> Verification:
-    """Would Python's default context (the system store) accept a leaf from this CA now?"""
-    host = "api.openai.com" if ca.permits("api.openai.com") else _any_host(ca)
-    try:
-        server = ca.leaf_context(host)
-    except CaptureError as e:
-        return Verification(False, str(e))
-    return verify_handshake(server, host, ssl.create_default_context())
-
-
-def _any_host(ca: LocalCA) -> str:
-    if ca.names:
-        return ca.names[0]
-    return str(next(iter(ca.networks[0].hosts()), ca.networks[0].network_address))
-
-
 def _yes_no(value: bool | None) -> str:
     return "trusted" if value else "unknown" if value is None else "not trusted"
 
@@ -278,5 +259,5 @@ def _explain_admin(e: AdminRequired, action: str) -> None:
 def _echo_runtime_hint() -> None:
     click.echo(
         "Node, Python's certifi and some other runtimes keep their own trust store;"
-        f" `oisp-sensor run` sets them up, or use {ENV_HINT}"
+        f" `oisp-sensor run` sets them up, or use {ENV_COMMAND}"
     )

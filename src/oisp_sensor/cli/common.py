@@ -1,11 +1,12 @@
-"""What every command shares: logging setup, config loading, error reporting."""
+"""What every command shares: logging setup, config loading, error reporting, the loop."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -30,6 +31,23 @@ def setup_logging(verbose: int) -> None:
 def fail(message: str, status: int = 1) -> NoReturn:
     click.echo(f"oisp-sensor: {message}", err=True)
     sys.exit(status)
+
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop where it is installed (the relay is measurably faster on it)."""
+    import asyncio  # here: the commands that need no loop do not pay for importing it
+
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(coro)
 
 
 def load_config(path: str | None) -> config_mod.Config:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import shutil
-import signal
 import ssl
 import sys
 import tempfile
@@ -26,14 +25,13 @@ from typing import Any
 import aiohttp
 import click
 
-from oisp_sensor.cli.common import fail
+from oisp_sensor.cli.common import fail, run_async
 from oisp_sensor.cli.record import (
     RunSummary,
     SensorFlags,
     recorded_sinks,
     recording_report,
     resolve_config,
-    run_async,
     sensor_options,
 )
 from oisp_sensor.config import Config
@@ -435,29 +433,22 @@ async def _settled(
 
 async def _keep_running(sensor: Any, traffic: Callable[[], Awaitable[int]], every: float) -> None:
     """Until SIGINT/SIGTERM: a round every `every` seconds. The apps stop before the sensor."""
+    from oisp_sensor.sensor import stop_signals
 
     async def repeat() -> None:
         while every > 0:
             await asyncio.sleep(every)
             await _round(traffic, sensor)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    task = asyncio.create_task(repeat(), name="demo-traffic")
-    click.echo("Demo running; press Ctrl-C to stop.")
-    try:
-        await stop.wait()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    async with stop_signals() as stop:
+        task = asyncio.create_task(repeat(), name="demo-traffic")
+        click.echo("Demo running; press Ctrl-C to stop.")
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _intro(port: int, sensor: Any) -> str:

@@ -60,19 +60,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool) 
 
 
 def main() -> None:
-    _prefer_uvloop()
     cli(prog_name="oisp-sensor")
-
-
-def _prefer_uvloop() -> None:
-    """Every command's asyncio.run gets uvloop where installed: the relay is faster on it."""
-    try:
-        import asyncio
-
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from oisp_sensor.cli.common import fail, load_config, setup_logging
+from oisp_sensor.cli.common import fail, load_config, run_async, setup_logging
 from oisp_sensor.config import Config
 from oisp_sensor.errors import CaptureError, ConfigError, SinkError
 from oisp_sensor.events import Event, EventType, provider_label
@@ -31,7 +31,6 @@ from oisp_sensor.events import Event, EventType, provider_label
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 def sensor_options(func: F) -> F:
@@ -170,30 +169,10 @@ def resolve_config(obj: Mapping[str, Any] | None, flags: SensorFlags) -> Config:
     if not isinstance(config, Config):
         config = load_config(None)
     try:
-        config = apply_flags(config, flags)
-        # Re-validate: flags are as untrusted as the file.
-        from oisp_sensor.capture.relay import parse_connect_to
-
-        parse_connect_to(config.capture.connect_to)
+        config = apply_flags(config, flags)  # validated again: flags are as untrusted as the file
     except ConfigError as e:
         fail(f"invalid option: {e}", status=2)
     return config
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on uvloop where it is installed (the relay is measurably faster on it)."""
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        return runner.run(coro)
-
-
-def _startup_error(e: Exception) -> None:
-    fail(str(e), status=1)
 
 
 # --- record --------------------------------------------------------------------------------
@@ -216,7 +195,7 @@ async def _record(config: Config, flags: SensorFlags) -> None:
     try:
         await sensor.start()
     except (CaptureError, SinkError, ConfigError, OSError) as e:
-        _startup_error(e)
+        fail(str(e))
     click.echo(_banner(sensor))
     await sensor.run_until_signalled()
     counts = sensor.counters.snapshot()
@@ -340,7 +319,7 @@ async def _run(config: Config, flags: SensorFlags, command: list[str]) -> int:
     try:
         await sensor.start()
     except (CaptureError, SinkError, ConfigError, OSError) as e:
-        _startup_error(e)
+        fail(str(e))
     assert sensor.pipeline is not None
     sensor.pipeline.add_listener(summary.add)
     env = dict(os.environ)

@@ -6,14 +6,15 @@ same events, whichever source recorded them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from oisp_sensor.cli.common import fail
+from oisp_sensor.cli.common import fail, run_async
+from oisp_sensor.config import Config
 from oisp_sensor.counters import Counters
 from oisp_sensor.errors import DecodeError
 from oisp_sensor.events import Event, RawCapture
@@ -61,15 +62,13 @@ async def replay_file(path: Path, pipeline: Pipeline) -> int:
     help="Redaction mode (default: from config, else safe).",
 )
 @click.pass_obj
-def replay(
-    obj: dict[str, object], raw_file: Path, output: Path | None, redaction: str | None
-) -> None:
+def replay(obj: dict[str, Any], raw_file: Path, output: Path | None, redaction: str | None) -> None:
     """Decode a RawCapture JSONL file (the bridge format) into OISP events."""
     from oisp_sensor.sensor import build_pipeline
 
-    config = obj["config"]
+    config: Config = obj["config"]
     sinks = [JsonlSink(output)] if output else []
-    pipeline = build_pipeline(config, sinks=sinks, counters=Counters(), redaction=redaction)  # type: ignore[arg-type]
+    pipeline = build_pipeline(config, sinks=sinks, counters=Counters(), redaction=redaction)
     if output is None:
 
         def to_stdout(event: Event) -> None:
@@ -84,7 +83,7 @@ def replay(
         finally:
             await pipeline.stop()
 
-    bad = asyncio.run(go())
+    bad = run_async(go())
     counts = pipeline.counters.snapshot()
     summary = ", ".join(
         f"{k.split('.', 1)[1]}={v}" for k, v in counts.items() if k.startswith("events.")

@@ -27,7 +27,6 @@ from rich.text import Text
 from oisp_sensor.cli.common import fail
 from oisp_sensor.cli.sources import (
     Source,
-    build_filter,
     db_option,
     filter_options,
     open_source,
@@ -254,12 +253,7 @@ def show(
     obj: dict[str, Any],
     file: Path | None,
     db: Path | None,
-    types: tuple[str, ...],
-    processes: tuple[str, ...],
-    providers: tuple[str, ...],
-    models: tuple[str, ...],
-    since: str | None,
-    until: str | None,
+    flt: EventFilter,
     limit: int,
     follow: bool,
     as_json: bool,
@@ -267,7 +261,6 @@ def show(
 ) -> None:
     """Show captured events from a JSONL FILE or the event store."""
     config: Config = obj["config"]
-    flt = build_filter(types, processes, providers, models, since, until)
     source = open_source(config, file, db)
     printer = Printer(as_json)
     try:

@@ -7,13 +7,14 @@ SQL) or an SQLite store (recognised by its header, whatever its name); without
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -67,8 +68,18 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
+_FILTER_ARGUMENTS = ("types", "processes", "providers", "models", "since", "until")
+
+
 def filter_options(fn: F) -> F:
-    """--type/--process/--provider/--model/--since/--until, shared by show and analyze."""
+    """--type/--process/--provider/--model/--since/--until, shared by show and analyze and
+    handed to the command as one `flt: EventFilter` argument."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in _FILTER_ARGUMENTS}
+        return fn(*args, flt=build_filter(**given), **kwargs)
+
     options = [
         click.option(
             "--type",
@@ -85,8 +96,8 @@ def filter_options(fn: F) -> F:
         click.option("--until", help="Only events before then (same forms as --since)."),
     ]
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return cast(F, command)
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:

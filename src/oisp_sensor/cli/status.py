@@ -63,8 +63,11 @@ def _age(seconds: float) -> str:
 def check_ca() -> list[Check]:
     try:
         from oisp_sensor.capture.ca import LocalCA
-        from oisp_sensor.capture.trust import detect_store
-        from oisp_sensor.cli.ca import python_default_verification
+        from oisp_sensor.capture.trust import (
+            ENV_COMMAND,
+            default_context_verification,
+            detect_store,
+        )
     except ImportError:  # a build without the relay
         return [Check("CA", None, "not available in this build")]
     try:
@@ -88,7 +91,7 @@ def check_ca() -> list[Check]:
     except SensorError:
         trusted, where = None, "the OS trust store"
     if trusted is None:
-        verification = python_default_verification(ca)
+        verification = default_context_verification(ca)
         trusted, where = verification.ok, "Python's default trust store"
     if trusted:
         return [Check("CA", True, f"{detail}; trusted by {where}")]
@@ -98,7 +101,7 @@ def check_ca() -> list[Check]:
             False,
             f"{detail}; not trusted by {where}",
             "oisp-sensor ca install (as root), or use `oisp-sensor run -- COMMAND`, or "
-            'eval "$(oisp-sensor ca env)" in the shell that runs your app',
+            f"{ENV_COMMAND} in the shell that runs your app",
         )
     ]
 
@@ -140,11 +143,6 @@ OVERLOAD_FIX = (
     "the sensor could not decode as fast as traffic arrived: the machine is overloaded; "
     "close other load or capture fewer apps"
 )
-DROP_FIXES = {
-    "capture.dropped": OVERLOAD_FIX,
-    "capture.relay_dropped": OVERLOAD_FIX,
-    "events.paused_dropped": "",  # paused on purpose; reported, not a problem
-}
 
 
 def check_sensor(state: runtime.SensorState | None, now: float) -> list[Check]:

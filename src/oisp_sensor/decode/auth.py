@@ -29,8 +29,6 @@ SECRET_HEADERS = frozenset(
         "x-access-token",
     }
 )
-# Query parameters that carry keys (Gemini accepts `?key=`).
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "access_token", "token"})
 
 
 def key_prefix(secret: str) -> str:

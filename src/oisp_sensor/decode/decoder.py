@@ -201,7 +201,6 @@ class _Exchange:
     conversation: str | None = None
     # response side
     response: ResponseHead | None = None
-    response_started_ns: int = 0
     response_last_ns: int = 0  # capture time of the last response byte seen
     response_decoder: ContentDecoder | None = None
     assembler: ResponseAssembler | None = None
@@ -435,7 +434,6 @@ class ConnectionDecoder:
             port=ex.port,
             headers=ex.head.headers,
             body=bytes(ex.body),
-            truncated=ex.body_truncated,
             scheme=ex.provider.scheme,
         )
         ex.http = req
@@ -462,7 +460,8 @@ class ConnectionDecoder:
         model = self._model_info(as_str(decoded.model) or self._model_from_path(req))
         if model:
             data["model"] = model
-        data["auth"] = extract_auth(ex.head.headers, req.query, ctx.hasher)
+        query = req.query  # a property that parses the query string each time
+        data["auth"] = extract_auth(ex.head.headers, query, ctx.hasher)
         data.update(decoded.data)
         if decoded.system_prompt:
             data["system_prompt_hash"] = ctx.hasher(decoded.system_prompt)
@@ -470,8 +469,8 @@ class ConnectionDecoder:
         event.capture_point = "ssl_write" if self.info.capture_method == "tls_boundary" else None
         event.attrs["api"] = ex.api.name
         event.attrs.update(decoded.attrs)
-        if "api-version" in req.query:  # Azure OpenAI and Azure AI: the API's dated version
-            event.attrs["api_version"] = req.query["api-version"][0]
+        if "api-version" in query:  # Azure OpenAI and Azure AI: the API's dated version
+            event.attrs["api_version"] = query["api-version"][0]
         event.attrs["http"] = {
             "method": ex.head.method,
             "path": req.path,
@@ -528,7 +527,7 @@ class ConnectionDecoder:
         ex = self._unanswered.popleft()
         self._response = ex
         ex.response = head
-        ex.response_started_ns = ex.response_last_ns = ts_ns
+        ex.response_last_ns = ts_ns
         if not ex.tracked:
             return
         if not ex.request_done and ex.request_event is None:
@@ -960,7 +959,11 @@ class Decoder:
         return out
 
     def drop(self, key: ConnKey) -> None:
-        """Forget a connection without emitting anything (after an internal error)."""
+        """Stop decoding a connection (after an internal error): its later bytes are ignored.
+
+        Its ConnClose still ends it as any broken connection: what it had in flight is
+        emitted, flagged partial.
+        """
         conn = self._conns.get(key)
         if conn is not None:
             conn.broken = "dropped after an internal error"

@@ -42,6 +42,7 @@ an `UpdatePrices` elsewhere in the process could replace.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import math
 import re
@@ -153,27 +154,19 @@ class Rates:
 
 @dataclass(frozen=True, slots=True)
 class TieredRates:
-    """Prices that depend on the size of the prompt (e.g. Gemini Pro above 200k tokens):
-    genai-prices does the arithmetic each time, since no per-token rate is fixed."""
+    """Prices that depend on the size of the prompt (e.g. Gemini Pro above 200k tokens).
 
-    model_price: ModelPrice
-    price_model: str
+    genai-prices bills every token at a tier's price once the prompt (`input_tokens`) is
+    larger than the tier's start (the "cliff" model), so between two starts the prices
+    are flat: each band has its own `Rates`, and pricing an event is a lookup, not a
+    genai-prices calculation.
+    """
+
+    starts: tuple[int, ...]  # every tier start, ascending
+    bands: tuple[Rates, ...]  # bands[i]: prompts larger than starts[i-1], up to starts[i]
 
     def cost(self, tokens: TokenCounts) -> Cost:
-        usage = Usage(
-            input_tokens=tokens.input,
-            cache_read_tokens=tokens.cache_read or None,
-            cache_write_tokens=tokens.cache_write or None,
-            output_tokens=tokens.output,
-        )
-        calc = self.model_price.calc_price(usage)
-        return Cost(
-            float(calc["input_price"]),
-            float(calc["output_price"]),
-            float(calc["total_price"]),
-            PRICE_TABLE,
-            self.price_model,
-        )
+        return self.bands[bisect.bisect_left(self.starts, tokens.input)].cost(tokens)
 
 
 PriceRates = Rates | TieredRates
@@ -325,20 +318,41 @@ def _override_rates(o: PriceOverride) -> Rates:
 
 def _table_rates(model_price: ModelPrice, price_model: str) -> PriceRates:
     """Per-token rates, read off genai-prices itself so its rules (which token kinds have
-    their own price, what falls back to the input rate) hold without restating them."""
-    if any(isinstance(v, TieredPrices) for v in vars(model_price).values()):
-        return TieredRates(model_price, price_model)
+    their own price, what falls back to the input rate) hold without restating them; for
+    tiered prices, once per band (`TieredRates` restates only which band applies)."""
+    starts = sorted(
+        {
+            tier.start
+            for value in vars(model_price).values()
+            if isinstance(value, TieredPrices)
+            for tier in value.tiers
+        }
+    )
+    if not starts:
+        return _rates_at(model_price, price_model, prompt=1_000_000)
+    prompts = (starts[0], *(start + 1 for start in starts))
+    return TieredRates(
+        tuple(starts), tuple(_rates_at(model_price, price_model, prompt=n) for n in prompts)
+    )
+
+
+def _rates_at(model_price: ModelPrice, price_model: str, *, prompt: int) -> Rates:
+    """The rates that apply to a prompt of `prompt` tokens (which tier, for tiered prices)."""
 
     def calc(**tokens: int) -> Any:
-        return model_price.calc_price(Usage(**tokens))
+        return model_price.calc_price(Usage(input_tokens=prompt, **tokens))
+
+    def per_token(price: Decimal, tokens: int) -> Decimal:
+        return price / tokens if tokens else Decimal(0)
 
     m = 1_000_000
+    plain = calc()
     return Rates(
-        input=calc(input_tokens=m)["input_price"] / _MTOK,
-        output=calc(output_tokens=m)["output_price"] / _MTOK,
-        cache_read=calc(input_tokens=m, cache_read_tokens=m)["input_price"] / _MTOK,
-        cache_write=calc(input_tokens=m, cache_write_tokens=m)["input_price"] / _MTOK,
-        per_request=calc()["total_price"],
+        input=per_token(plain["input_price"], prompt),
+        output=calc(output_tokens=m)["output_price"] / m,
+        cache_read=per_token(calc(cache_read_tokens=prompt)["input_price"], prompt),
+        cache_write=per_token(calc(cache_write_tokens=prompt)["input_price"], prompt),
+        per_request=plain["total_price"] - plain["input_price"] - plain["output_price"],
         price_source=PRICE_TABLE,
         price_model=price_model,
     )

@@ -103,7 +103,7 @@ class ProcessEnricher:
         same_parent = proc.get("ppid", facts.fields.get("ppid")) == facts.fields.get("ppid")
         for key, value in facts.fields.items():
             if key not in proc and (same_parent or key not in ("parent", "ancestors")):
-                proc[key] = _copy(value)  # redaction edits events in place, never the cache
+                proc[key] = _copy(value)  # the event's own: no change to it reaches the cache
         actor = event.actor if event.actor is not None else {}
         uid = actor.get("uid")
         if isinstance(uid, int) and "user" not in actor:

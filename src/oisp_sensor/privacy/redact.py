@@ -50,6 +50,9 @@ class RedactionMode(StrEnum):
 # Values the sensor itself made (hashes, ids) or enumerations: never scanned.
 _SKIP = frozenset({"request_id", "conversation_id", "key_prefix", "event_id"})
 
+# Values without text: `walk` keeps them without looking further.
+_SCALARS = frozenset({int, float, bool, type(None)})
+
 _CACHED_LENGTH = 256
 _CACHE_ENTRIES = 8192
 
@@ -112,6 +115,9 @@ class EventRedactor:
         # process names) and were found clean, per scanner. Only clean strings are
         # kept, so the cache never holds anything that had to be masked.
         self.clean_cache: tuple[set[str], set[str]] = (set(), set())
+        # Keys of walked objects whose values are scanned (not ids or hashes): the same
+        # few dozen in every event, so each is classified once.
+        self.walked_keys: set[Any] = set()
         # Shorter than anything a built-in detector matches; a custom pattern may be short.
         self.min_length = 1 if patterns else 6
 
@@ -199,20 +205,40 @@ class _EventPass:
         return out
 
     def walk(self, value: Any, scanner: Scanner, *, keys: bool = False) -> Any:
-        """Every string in `value`, scanned; `keys`: dict keys too (free-form objects)."""
+        """Every string in `value`, scanned; `keys`: dict keys too (free-form objects).
+
+        It visits ~100 values per event, most of them numbers or short strings (usage,
+        status, process and host fields): those are handled in the loops without a call
+        per value, and whether a key holds an id or hash is decided once per key name.
+        """
         if isinstance(value, str):
             return self.text(value, scanner)
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
+            walked = self.r.walked_keys
             for k, v in value.items():
-                if isinstance(k, str) and (k in _SKIP or k.endswith("_hash")) and not keys:
+                if keys:
+                    if isinstance(k, str):
+                        k = self.text(k, scanner)
+                elif k not in walked:
+                    if isinstance(k, str) and (k in _SKIP or k.endswith("_hash")):
+                        out[k] = v
+                        continue
+                    if len(walked) < _CACHE_ENTRIES:
+                        walked.add(k)
+                kind = type(v)
+                if kind is str:
+                    out[k] = self.text(v, scanner)
+                elif kind in _SCALARS:
                     out[k] = v
                 else:
-                    key = self.text(k, scanner) if keys and isinstance(k, str) else k
-                    out[key] = self.walk(v, scanner, keys=keys)
+                    out[k] = self.walk(v, scanner, keys=keys)
             return out
         if isinstance(value, (list, tuple)):
-            return [self.walk(v, scanner, keys=keys) for v in value]
+            return [
+                self.text(v, scanner) if type(v) is str else self.walk(v, scanner, keys=keys)
+                for v in value
+            ]
         return value
 
     def digest(self, value: Any) -> str:
@@ -258,7 +284,7 @@ class _EventPass:
             elif key == "delta" and isinstance(value, dict):  # ai.streaming_chunk
                 out[key] = self.delta(value)
             else:
-                out[key] = self.walk(value, scanner)
+                out[key] = value if type(value) in _SCALARS else self.walk(value, scanner)
         return out
 
     def message(self, message: Any) -> Any:
@@ -274,7 +300,7 @@ class _EventPass:
                 out[key] = self.marker(value) if self.minimal else self.content(value)
             elif key == "tool_calls" and isinstance(value, list):
                 out[key] = [self.tool_call(c) for c in value]
-            elif key in _SKIP or key.endswith("_hash"):
+            elif key in _SKIP or key.endswith("_hash") or type(value) in _SCALARS:
                 out[key] = value
             else:
                 out[key] = self.walk(value, self.r.content_scanner)

@@ -107,7 +107,7 @@ class Outbox(Generic[T, R]):
         send: Send[R],
         counters: Counters,
         policy: DeliveryPolicy,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,  # tests pass a fake clock's sleep
         offload: bool = False,
     ) -> None:
         self.name = name
@@ -115,7 +115,7 @@ class Outbox(Generic[T, R]):
         self.send = send
         self.counters = counters
         self.policy = policy
-        self._sleep = sleep
+        self._sleep = sleep or asyncio.sleep
         # Encode in a worker thread: the loop keeps serving capture while a big batch is
         # encoded (events are immutable once redacted; one sender, so `prepare` never
         # runs twice at once).

@@ -111,14 +111,13 @@ class KafkaSink:
         self.settings = settings
         self.counters = counters or Counters()
         self._producer: Any = None
-        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.outbox: Outbox[Event, Batch] = Outbox(
             self.name,
             prepare=self.prepare,
             send=self.send,
             counters=self.counters,
             policy=policy or DeliveryPolicy(),
-            **extra,
+            sleep=sleep,
         )
 
     async def start(self) -> None:

@@ -114,9 +114,19 @@ def key_values(attributes: Attributes) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
 
 
-def _resource_key(resource: Attributes) -> int:
-    """Records of one program share one resource dict (`OtlpSink._resource` caches them)."""
-    return id(resource)
+def _scope_of(resources: Any, scopes: str, resource: Attributes, groups: dict[int, Any]) -> Any:
+    """The sensor's scope inside the entry of `resources` (resource_spans or resource_logs)
+    for `resource`, added on first use: one entry per observed program. Records of one
+    program share one resource dict (`OtlpSink._resource` caches them), so its id is the key.
+    """
+    scope = groups.get(id(resource))
+    if scope is None:
+        entry = resources.add()
+        entry.resource.attributes.extend(key_values(resource))
+        scope = getattr(entry, scopes).add()
+        scope.scope.CopyFrom(SCOPE)
+        groups[id(resource)] = scope
+    return scope
 
 
 def encode_spans(spans: Sequence[SpanData]) -> ExportTraceServiceRequest:
@@ -124,14 +134,7 @@ def encode_spans(spans: Sequence[SpanData]) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     groups: dict[int, Any] = {}
     for span in spans:
-        key = _resource_key(span.resource)
-        scope_spans = groups.get(key)
-        if scope_spans is None:
-            resource_spans = request.resource_spans.add()
-            resource_spans.resource.attributes.extend(key_values(span.resource))
-            scope_spans = resource_spans.scope_spans.add()
-            scope_spans.scope.CopyFrom(SCOPE)
-            groups[key] = scope_spans
+        scope_spans = _scope_of(request.resource_spans, "scope_spans", span.resource, groups)
         out = scope_spans.spans.add()
         out.trace_id = span.trace_id
         out.span_id = span.span_id
@@ -150,14 +153,7 @@ def encode_logs(records: Sequence[LogData], observed_ns: int) -> ExportLogsServi
     request = ExportLogsServiceRequest()
     groups: dict[int, Any] = {}
     for record in records:
-        key = _resource_key(record.resource)
-        scope_logs = groups.get(key)
-        if scope_logs is None:
-            resource_logs = request.resource_logs.add()
-            resource_logs.resource.attributes.extend(key_values(record.resource))
-            scope_logs = resource_logs.scope_logs.add()
-            scope_logs.scope.CopyFrom(SCOPE)
-            groups[key] = scope_logs
+        scope_logs = _scope_of(request.resource_logs, "scope_logs", record.resource, groups)
         out = scope_logs.log_records.add()
         out.time_unix_nano = record.time_ns
         out.observed_time_unix_nano = observed_ns
@@ -230,7 +226,6 @@ class OtlpSink:
             retry_status=OTLP_RETRYABLE,
         )
         self._content_type = CONTENT_TYPES[settings.protocol]
-        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.outbox: Outbox[Event, Request] = Outbox(
             self.name,
             prepare=self.prepare,
@@ -238,7 +233,7 @@ class OtlpSink:
             counters=self.counters,
             policy=policy or DeliveryPolicy(),
             offload=True,  # ~80 µs per event (bench/exporters.py): off the event loop
-            **extra,
+            sleep=sleep,
         )
 
     async def start(self) -> None:

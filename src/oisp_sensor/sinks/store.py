@@ -21,12 +21,11 @@ from oisp_sensor.counters import Counters
 from oisp_sensor.errors import SinkError
 from oisp_sensor.events import Event
 from oisp_sensor.store import EventStore, Retention
+from oisp_sensor.store.db import DELETE_CHUNK
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_CHUNK = 5_000  # events deleted per retention job: milliseconds of holding the write lock
 
 
 class StoreSink:
@@ -85,7 +84,7 @@ class StoreSink:
         while True:
             removed = await self._call(self._prune_chunk)
             total += removed
-            if removed < _CHUNK:
+            if removed < DELETE_CHUNK:
                 break
         if total:
             await self._call(self._release)
@@ -102,7 +101,7 @@ class StoreSink:
     def _prune_chunk(self) -> int:
         assert self._store is not None
         cutoff = self.retention.cutoff_ns()
-        return self._store.delete_chunk("ts_ns < ?", [cutoff], _CHUNK)
+        return self._store.delete_chunk("ts_ns < ?", [cutoff])
 
     def _release(self) -> None:
         assert self._store is not None

@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from oisp_sensor.config import SinksConfig
 from oisp_sensor.counters import Counters
@@ -132,14 +131,13 @@ class WebhookSink:
         self._http = HttpPoster(
             timeout_s=settings.timeout_s, headers=settings.headers, ca_file=settings.ca_file
         )
-        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.outbox: Outbox[Event, Request] = Outbox(
             self.name,
             prepare=self.prepare,
             send=self.send,
             counters=self.counters,
             policy=policy or DeliveryPolicy(max_batch=100),
-            **extra,
+            sleep=sleep,
         )
 
     async def start(self) -> None:

@@ -27,7 +27,7 @@ from oisp_sensor.store.columns import COLUMNS, Row, row_from_dict
 from oisp_sensor.store.schema import SCHEMA_VERSION, migrate
 
 MEMORY = ":memory:"
-DELETE_CHUNK = 5_000
+DELETE_CHUNK = 5_000  # events per delete transaction: milliseconds of holding the write lock
 
 Progress = Callable[[int, int], None]  # (done, total)
 

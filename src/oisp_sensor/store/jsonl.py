@@ -8,7 +8,6 @@ two can never disagree.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -155,14 +154,3 @@ class JsonlFollower:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def iter_events(path: Path) -> Iterator[dict[str, Any]]:
-    """The valid events of a file, skipping bad lines (for tests and small tools)."""
-    with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    yield parse_line(line)[0]
-                except ValueError:
-                    continue

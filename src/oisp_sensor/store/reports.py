@@ -133,7 +133,9 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
 
 _RESPONSES = "+event_type = 'ai.response'"  # WHERE form: no index (see _Query)
 _IS_RESPONSE = "event_type = 'ai.response'"  # inside aggregates
-_TOKENS = "coalesce(total_tokens, prompt_tokens + completion_tokens)"
+# A call's tokens: total_tokens, else input + output (shared with timeseries.py, so the
+# dashboard counts as `analyze` does).
+TOKENS_SQL = "coalesce(total_tokens, prompt_tokens + completion_tokens)"
 # Tokens were used but no price is known; a failed call with no usage costs nothing.
 _UNPRICED = (
     "cost_usd IS NULL AND coalesce(prompt_tokens, completion_tokens, total_tokens) IS NOT NULL"
@@ -146,8 +148,16 @@ _AI_COUNTS = f"""
     sum(success = 0) AS errors,
     sum(prompt_tokens) AS prompt_tokens,
     sum(completion_tokens) AS completion_tokens,
-    sum({_TOKENS}) AS total_tokens,
+    sum({TOKENS_SQL}) AS total_tokens,
     sum(cost_usd) AS cost_usd"""
+# The same counts in a scan of every event type, for reports that also count other events.
+_AI_COUNTS_AMONG_ALL = f"""
+    sum({_IS_RESPONSE}),
+    sum({_IS_RESPONSE} AND success = 0),
+    sum(CASE WHEN {_IS_RESPONSE} THEN prompt_tokens END),
+    sum(CASE WHEN {_IS_RESPONSE} THEN completion_tokens END),
+    sum(CASE WHEN {_IS_RESPONSE} THEN {TOKENS_SQL} END),
+    sum(CASE WHEN {_IS_RESPONSE} THEN cost_usd END)"""
 _AI_COUNT_KEYS = (
     "calls",
     "errors",
@@ -220,12 +230,7 @@ def _summary(q: _Query) -> Report:
         conversations,
     ) = q.rows(
         f"""SELECT count(*), min(ts_ns), max(ts_ns),
-            sum(event_type = 'ai.request'), sum({_IS_RESPONSE}),
-            sum({_IS_RESPONSE} AND success = 0),
-            sum(CASE WHEN {_IS_RESPONSE} THEN prompt_tokens END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN completion_tokens END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN {_TOKENS} END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN cost_usd END),
+            sum(event_type = 'ai.request'), {_AI_COUNTS_AMONG_ALL},
             sum({_IS_RESPONSE} AND {_UNPRICED}),
             sum(event_type = 'agent.tool_call'), sum(event_type = 'agent.tool_result'),
             sum(event_type = 'agent.tool_result' AND success = 0),
@@ -419,13 +424,7 @@ def _processes(q: _Query) -> Report:
     rows = []
     for name, events, pids, first, last, providers, *values in q.rows(
         f"""SELECT {key} AS k, count(*), count(DISTINCT pid), min(ts_ns), max(ts_ns),
-            group_concat(DISTINCT provider),
-            sum({_IS_RESPONSE}),
-            sum({_IS_RESPONSE} AND success = 0),
-            sum(CASE WHEN {_IS_RESPONSE} THEN prompt_tokens END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN completion_tokens END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN {_TOKENS} END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN cost_usd END)
+            group_concat(DISTINCT provider), {_AI_COUNTS_AMONG_ALL}
         FROM events WHERE {{where}} GROUP BY k"""
     ):
         rows.append(
@@ -540,16 +539,12 @@ def _conversations(q: _Query) -> Report:
         f"""SELECT conversation_id, min(ts_ns), max(ts_ns),
             coalesce(group_concat(DISTINCT CASE WHEN {_IS_RESPONSE} THEN model END),
                 group_concat(DISTINCT model)),
-            group_concat(DISTINCT process_name),
-            sum({_IS_RESPONSE}),
-            sum({_IS_RESPONSE} AND success = 0),
-            sum(CASE WHEN {_IS_RESPONSE} THEN {_TOKENS} END),
-            sum(CASE WHEN {_IS_RESPONSE} THEN cost_usd END)
+            group_concat(DISTINCT process_name), {_AI_COUNTS_AMONG_ALL}
         FROM events WHERE {{where}} GROUP BY conversation_id
         ORDER BY max(ts_ns) DESC, conversation_id""",
         where="conversation_id IS NOT NULL",
     ):
-        calls, errors, tokens, cost = values
+        counts = _ai_values(values)
         rows.append(
             {
                 "conversation_id": cid,
@@ -557,10 +552,7 @@ def _conversations(q: _Query) -> Report:
                 "last_seen": last,
                 "processes": _listed(processes),
                 "models": _listed(models),
-                "calls": calls,
-                "errors": errors,
-                "total_tokens": tokens,
-                "cost_usd": cost,
+                **{k: counts[k] for k in ("calls", "errors", "total_tokens", "cost_usd")},
             }
         )
     return Report(

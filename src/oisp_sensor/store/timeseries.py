@@ -12,6 +12,7 @@ import orjson
 
 from oisp_sensor.store.db import EventStore
 from oisp_sensor.store.query import EventFilter
+from oisp_sensor.store.reports import TOKENS_SQL, UNKNOWN
 
 _MIN = 60 * 1_000_000_000
 # window -> (length, bucket) in ns: about 50-60 points per chart.
@@ -21,9 +22,7 @@ WINDOWS: dict[str, tuple[int, int]] = {
     "7d": (7 * 24 * 60 * _MIN, 3 * 60 * _MIN),
 }
 
-UNKNOWN = "(unknown)"
 _RESPONSE = "event_type = 'ai.response'"
-_TOKENS = "coalesce(total_tokens, prompt_tokens + completion_tokens)"
 _FACET_LIMIT = 500
 
 
@@ -179,7 +178,7 @@ def timeseries(
     with store.errors():
         rows = store.conn.execute(
             f"""SELECT (ts_ns - ?) / ? AS bucket, count(*), sum(success = 0),
-                      sum(prompt_tokens), sum(completion_tokens), sum({_TOKENS}),
+                      sum(prompt_tokens), sum(completion_tokens), sum({TOKENS_SQL}),
                       sum(cost_usd)
                FROM events
                WHERE {_RESPONSE} AND ts_ns >= ? AND ts_ns < ?
@@ -249,7 +248,7 @@ def process_matrix(store: EventStore, flt: EventFilter) -> list[dict[str, Any]]:
                     sum({_RESPONSE}) AS calls,
                     sum(event_type = 'ai.request') AS requests,
                     sum({_RESPONSE} AND success = 0),
-                    sum(CASE WHEN {_RESPONSE} THEN {_TOKENS} END),
+                    sum(CASE WHEN {_RESPONSE} THEN {TOKENS_SQL} END),
                     sum(CASE WHEN {_RESPONSE} THEN cost_usd END),
                     group_concat(DISTINCT CASE WHEN {_RESPONSE} THEN model END),
                     count(DISTINCT pid), max(ts_ns), max(app)

@@ -23,11 +23,10 @@ from typing import Any
 import tomli_w
 
 from oisp_sensor import config as config_mod
-from oisp_sensor.config import REDACTION_MODES, Config
+from oisp_sensor.config import PROVIDER_APIS, REDACTION_MODES, Config, is_host_name
 from oisp_sensor.errors import ConfigError
-from oisp_sensor.paths import config_dir, write_private
+from oisp_sensor.paths import config_dir, replace_file, write_private
 
-API_NAMES = ("openai", "anthropic", "gemini", "ollama", "bedrock", "cohere")
 EDITABLE = ("redaction_mode", "retention_days", "custom_endpoints")
 _ENDPOINT_KEYS = ("host", "port", "provider", "api", "scheme")
 # Config-file key (as the loader names it) -> the API's name for it.
@@ -35,9 +34,6 @@ _API_KEY = (
     (re.compile(r"^redaction\.mode"), "redaction_mode"),
     (re.compile(r"^retention\.days"), "retention_days"),
     (re.compile(r"^providers"), "custom_endpoints"),
-)
-_HOST = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$"
 )
 
 
@@ -75,7 +71,7 @@ class Settings:
                 }
                 for p in c.providers
             ],
-            "apis": list(API_NAMES),
+            "apis": list(PROVIDER_APIS),
             "restart_required": sorted(self.restart_required),
             "overridden_by_environment": self._overridden(),
         }
@@ -149,7 +145,7 @@ def _endpoints(value: Any) -> list[dict[str, Any]]:
             raise SettingsError(f"{where}.{unknown[0]}: unknown field", f"{where}.{unknown[0]}")
         table = {k: v for k, v in entry.items() if v not in (None, "")}
         host = table.get("host")
-        if not isinstance(host, str) or not _HOST.match(host.strip()):
+        if not isinstance(host, str) or not is_host_name(host.strip()):
             raise SettingsError(
                 f"{where}.host: expected a host name such as llm.example.com "
                 f"(no scheme, port or path), got {host!r}",
@@ -190,13 +186,7 @@ def _write_config(path: Path, data: bytes) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace_file(path, data, mode)
     except OSError as e:
         raise SettingsError(f"cannot write {path}: {e.strerror}") from e

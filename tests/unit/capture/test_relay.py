@@ -15,13 +15,8 @@ import trustme
 
 from oisp_sensor.capture.attribution import Attributor, ProcessInfo
 from oisp_sensor.capture.ca import LocalCA, default_constraint_names
-from oisp_sensor.capture.relay import (
-    Relay,
-    RelaySettings,
-    error_response,
-    parse_connect_to,
-    split_host_port,
-)
+from oisp_sensor.capture.relay import Relay, RelaySettings, error_response
+from oisp_sensor.config import parse_connect_to, split_host_port
 from oisp_sensor.counters import Counters
 from oisp_sensor.decode.registry import ProviderRegistry
 from oisp_sensor.demo import FakeProvider, Script

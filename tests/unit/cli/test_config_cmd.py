@@ -136,6 +136,16 @@ def test_flags_override_both(config_file: Path) -> None:
         ("", {"OISP_WEB_PORT": "x"}, "web.port: expected an integer, got 'x' (from OISP_WEB_PORT)"),
         ("", {"OISP_WEB_PROT": "1"}, "OISP_WEB_PROT: web.prot is not a setting"),
         ("", {"OISP_SINKS_NO_DB": "maybe"}, "sinks.no_db: expected true or false"),
+        (
+            "[capture]\nconnect_to = ['api.openai.com:443=127.0.0.1']\n",
+            {},
+            "capture.connect_to: expected HOST:PORT=ADDR:PORT, got 'api.openai.com:443=127.0.0.1'",
+        ),
+        (
+            "[[providers]]\nhost = 'https://llm.corp.net/v1'\n",
+            {},
+            "providers[0].host: expected a host name such as llm.example.com",
+        ),
     ],
 )
 def test_invalid_config_is_one_clear_message_and_exit_2(

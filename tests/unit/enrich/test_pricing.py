@@ -13,6 +13,7 @@ output includes reasoning/thinking tokens (billed as output by every provider).
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 import genai_prices
@@ -286,6 +287,60 @@ def test_openai_wire_usage_to_cost() -> None:
     # 1808 * 0.15 + 8192 * 0.075 = 885.6; 500 * 0.60 = 300 (per 1M tokens)
     assert resp.data["usage"]["total_cost_usd"] == pytest.approx(1185.6 / M, rel=1e-12)
     assert_valid_events([e.to_dict() for e in events])
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("google", "gemini-2.5-pro"),  # one tier, from 200k
+        ("anthropic", "claude-sonnet-4-5"),  # one tier, from 200k, with cache prices
+        ("openrouter", "qwen/qwen3.7-flash"),  # two tiers: from 32k and from 256k
+    ],
+)
+@pytest.mark.parametrize(
+    ("prompt", "cached", "written", "output"),
+    [
+        (0, 0, 0, 500),
+        (1, 0, 0, 1),
+        (199_999, 150_000, 0, 2_000),
+        (200_000, 0, 50_000, 1_000),  # the tier's start is still the base price
+        (200_001, 100_000, 0, 1_000),  # one token more, and every token costs the tier's price
+        (32_001, 0, 0, 800),
+        (256_001, 6_000, 0, 800),
+        (1_000_000, 250_000, 250_000, 64_000),
+    ],
+)
+def test_tiered_prices_agree_with_genai_prices(
+    provider: str, model: str, prompt: int, cached: int, written: int, output: int
+) -> None:
+    """Tiered prices are looked up per band; each cost must be exactly what genai-prices
+    computes for the same tokens, on both sides of the tier's start."""
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+        "cached_tokens": cached,
+        "cache_creation_tokens": written,
+    }
+    event = response_event(provider, model, usage, ts_ns=JAN_2026)
+    PricingEnricher().enrich(event)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=prompt,
+            cache_read_tokens=cached or None,
+            cache_write_tokens=written or None,
+            output_tokens=output,
+        ),
+        model,
+        provider_id=provider,
+        genai_request_timestamp=datetime.fromtimestamp(JAN_2026 / 1e9, UTC),
+    )
+    got = event.data["usage"]
+    assert got["input_cost_usd"] == float(expected.input_price)
+    assert got["output_cost_usd"] == float(expected.output_price)
+    assert got["total_cost_usd"] == float(expected.total_price)
+    assert event.attrs["cost_source"] == "computed"
+    assert_valid_events([event.to_dict()])
 
 
 def test_historic_price_by_event_time() -> None:

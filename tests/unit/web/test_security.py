@@ -13,9 +13,17 @@ import pytest
 
 from oisp_sensor.config import Config
 from oisp_sensor.counters import Counters
+from oisp_sensor.pipeline import Pipeline
+from oisp_sensor.privacy.redact import build_redactor
+from oisp_sensor.sensor import build_pipeline
+from oisp_sensor.sinks.store import StoreSink
+from oisp_sensor.web.api import WebContext
 from oisp_sensor.web.app import Dashboard, WebServer, create_app
+from oisp_sensor.web.live import LiveFeed
 from oisp_sensor.web.security import CSP, AccessPolicy
-from tests.unit.web.conftest import Served
+from oisp_sensor.web.settings import Settings
+from tests.helpers import HASHER
+from tests.unit.web.conftest import Served, route_table
 
 
 def non_loopback_ipv4() -> str | None:
@@ -266,3 +274,124 @@ async def test_websocket_from_another_origin_is_refused(api: Served) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await api.client.ws_connect("/api/live", headers={"Origin": "http://evil.example"})
     assert caught.value.status == 403
+
+
+# --- every state-changing route is guarded alike ---------------------------------------------
+
+# What each state-changing route is sent; a new one must be added here (see the next test).
+# PUT /api/settings can switch redaction to "full": it must be guarded like every other.
+STATE_CHANGES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/api/settings"): {"redaction_mode": "full"},
+    ("POST", "/api/capture"): {"paused": True},
+}
+TOKEN = "s3cret-token-for-tests"
+
+
+def test_every_state_changing_route_is_in_the_matrix() -> None:
+    ctx = WebContext(config=Config(), db_path=None, live=LiveFeed(Counters()))
+    app = create_app(ctx, AccessPolicy("127.0.0.1", 7777))
+    changing = {(m, p) for m, p in route_table(app) if m not in ("GET", "HEAD", "OPTIONS")}
+    assert changing == set(STATE_CHANGES)
+
+
+class Controlled:
+    """A running pipeline with editable settings, served with a given access policy."""
+
+    def __init__(self, base: str, policy: AccessPolicy, pipeline: Pipeline, config: Path) -> None:
+        self.base = base
+        self.policy = policy
+        self.pipeline = pipeline
+        self.config = config
+
+    @property
+    def origin(self) -> str:
+        return self.base
+
+    def unchanged(self) -> bool:
+        redactor = self.pipeline.redactor
+        return (
+            not self.pipeline.paused
+            and redactor is not None
+            and redactor.mode == "safe"  # type: ignore[attr-defined]
+            and not self.config.exists()
+        )
+
+
+@pytest.fixture(params=["loopback", "loopback+token", "network+token"])
+async def controlled(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Controlled]:
+    if request.param == "network+token" and HOST_IP is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to bind to")
+    bind = HOST_IP if request.param.startswith("network") and HOST_IP else "127.0.0.1"
+    token = TOKEN if request.param.endswith("+token") else ""
+    counters = Counters()
+    feed = LiveFeed(counters)
+    pipeline = build_pipeline(
+        Config(), sinks=[StoreSink(tmp_path / "events.db"), feed], counters=counters, hasher=HASHER
+    )
+    await pipeline.start()
+    config_path = tmp_path / "config.toml"
+
+    def switch_redaction(mode: str) -> None:  # what the sensor does with a new mode
+        pipeline.redactor = build_redactor(mode, HASHER, counters=counters)
+
+    settings = Settings(Config(), config_path, on_redaction=switch_redaction)
+    ctx = WebContext(
+        config=Config(),
+        db_path=tmp_path / "events.db",
+        live=feed,
+        pipeline=pipeline,
+        settings=settings,
+    )
+    policy = AccessPolicy(bind, 0, token=token)
+    server = WebServer(create_app(ctx, policy), bind, 0)
+    await server.start()
+    policy.set_port(server.port)
+    try:
+        yield Controlled(f"http://{bind}:{server.port}", policy, pipeline, config_path)
+    finally:
+        await server.close()
+        await pipeline.stop()
+
+
+async def _send(
+    c: Controlled, method: str, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(
+            method, c.base + path, json=body, headers=headers, allow_redirects=False
+        ) as response:
+            return response.status
+
+
+@pytest.mark.parametrize(("method", "path"), list(STATE_CHANGES))
+async def test_state_changing_routes_refuse_what_every_route_refuses(
+    controlled: Controlled, method: str, path: str
+) -> None:
+    """Host, Origin, Fetch Metadata and (where required) the token: each check alone stops
+    a change to capture or to the settings (redaction mode included), on every policy."""
+    c = controlled
+    body = STATE_CHANGES[(method, path)]
+    auth = {"Authorization": f"Bearer {TOKEN}"} if c.policy.requires_token else {}
+    port = c.base.rsplit(":", 1)[1]
+    refused: list[tuple[str, dict[str, str], int]] = [
+        ("foreign Host", {**auth, "Origin": c.origin, "Host": f"evil.example:{port}"}, 421),
+        ("foreign Origin", {**auth, "Origin": "http://evil.example"}, 403),
+        ("another port", {**auth, "Origin": f"http://127.0.0.1:{int(port) + 1}"}, 403),
+        ("cross-site", {**auth, "Sec-Fetch-Site": "cross-site"}, 403),
+        ("same-site", {**auth, "Sec-Fetch-Site": "same-site"}, 403),
+        # A browser always sends Origin on POST/PUT: a cookie without one is refused, even
+        # the right one.
+        ("cookie, no Origin", {"Cookie": f"{c.policy.cookie_name}={TOKEN}"}, 403),
+    ]
+    if c.policy.requires_token:
+        refused += [
+            ("no token", {"Origin": c.origin}, 401),
+            ("wrong token", {"Origin": c.origin, "Authorization": "Bearer nope"}, 401),
+        ]
+    for what, headers, status in refused:
+        got = await _send(c, method, path, body, headers)
+        assert got == status, (what, got)
+        assert c.unchanged(), what
+    # The same request, sent as the page sends it, does change things.
+    assert await _send(c, method, path, body, {**auth, "Origin": c.origin}) == 200
+    assert not c.unchanged()

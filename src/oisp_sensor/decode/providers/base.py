@@ -80,7 +80,8 @@ MAX_JSON_BODY = 32 * 1024 * 1024
 
 @dataclass(slots=True, kw_only=True)
 class HttpRequest:
-    """A complete (or truncated) request as the API decoders see it."""
+    """A request as the API decoders see it. A body cut short (over the size limit, or in
+    a coding that failed) is flagged partial on the event by the connection decoder."""
 
     method: str
     target: str
@@ -88,7 +89,6 @@ class HttpRequest:
     port: int | None
     headers: Headers
     body: bytes = b""
-    truncated: bool = False
     scheme: str = "https"
     _json: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)

@@ -65,6 +65,12 @@ class App extends EventTarget {
     this.setCapture(state.paused, state.capturing);
   }
 
+  /** The live feed, filtered to one program (from the overview's and processes' links). */
+  showProcess(process) {
+    this.feed.setFilters({ process });
+    window.location.hash = "#/live";
+  }
+
   setConnected(on) {
     this.connected = on;
     const el = document.getElementById("conn");

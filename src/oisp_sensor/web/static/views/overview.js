@@ -5,13 +5,9 @@
 import { api } from "../lib/api.js";
 import { barChart, shareBar } from "../lib/chart.js";
 import { commandLine, fmtCompact, fmtInt, fmtMs, fmtPct, fmtUsd, fmtUsdAxis, h, replace } from "../lib/dom.js";
+import { windowTabs } from "../lib/windows.js";
 import { providerCell } from "./live.js";
 
-const WINDOWS = [
-  ["1h", "Last hour"],
-  ["24h", "Last 24 hours"],
-  ["7d", "Last 7 days"],
-];
 let chosen = "24h"; // kept while the page is open
 
 function bucketLabel(tNs, bucketNs) {
@@ -201,7 +197,7 @@ function toolsTable(rows) {
   );
 }
 
-function breakdowns(stats) {
+function breakdowns(stats, app) {
   const total = stats.summary.cost_usd || 0;
   const processes = stats.processes.filter((r) => r.calls > 0);
   return h(
@@ -213,7 +209,18 @@ function breakdowns(stats) {
       "By process",
       processes,
       (r) =>
-        h("a", { class: "proc-link", href: "#/live", dataset: { process: r.process } }, r.process),
+        h(
+          "a",
+          {
+            class: "proc-link",
+            href: "#/live",
+            onclick: (e) => {
+              e.preventDefault();
+              app.showProcess(r.process);
+            },
+          },
+          r.process,
+        ),
       total,
       { latency: false },
     ),
@@ -223,43 +230,17 @@ function breakdowns(stats) {
 
 export function mount(root, app) {
   const body = h("div", { class: "overview-body" });
-  const tabs = h("div", { class: "seg", role: "tablist" });
   const reproduce = h("div", { class: "reproduce" });
   let timer = null;
   let pending = null;
   let alive = true;
-
-  function renderTabs() {
-    replace(
-      tabs,
-      WINDOWS.map(([w, label]) =>
-        h(
-          "button",
-          {
-            type: "button",
-            role: "tab",
-            class: ["seg-btn", w === chosen && "active"],
-            "aria-selected": w === chosen ? "true" : "false",
-            dataset: { window: w },
-            title: label,
-            onclick: () => {
-              chosen = w;
-              renderTabs();
-              load();
-            },
-          },
-          w,
-        ),
-      ),
-    );
-  }
 
   async function load() {
     const want = chosen;
     try {
       const stats = await api.get("/api/stats", { window: want });
       if (!alive || want !== chosen) return;
-      replace(body, kpis(stats), charts(stats), breakdowns(stats));
+      replace(body, kpis(stats), charts(stats), breakdowns(stats, app));
       const cost = body.querySelector("#kpi-cost");
       if (stats.notes.length) cost.title = stats.notes.join("\n");
       body.dataset.window = want;
@@ -270,13 +251,6 @@ export function mount(root, app) {
         h("span", { class: "muted" }, "Same numbers on the command line:"),
         commandLine(`oisp-sensor analyze ${stats.analyze_args.map((a) => (a.startsWith("--") ? a : `'${a}'`)).join(" ")}`),
       );
-      for (const a of body.querySelectorAll("a.proc-link")) {
-        a.addEventListener("click", (e) => {
-          e.preventDefault();
-          app.feed.setFilters({ process: a.dataset.process });
-          window.location.hash = "#/live";
-        });
-      }
     } catch (e) {
       replace(body, h("p", { class: "error-text" }, `Could not load the overview: ${e.message}`));
     }
@@ -290,11 +264,19 @@ export function mount(root, app) {
   timer = setInterval(load, 30000);
 
   root.append(
-    h("section", { class: "view-head" }, h("h1", {}, "Overview"), h("div", { class: "spacer" }), tabs),
+    h(
+      "section",
+      { class: "view-head" },
+      h("h1", {}, "Overview"),
+      h("div", { class: "spacer" }),
+      windowTabs(chosen, (w) => {
+        chosen = w;
+        load();
+      }),
+    ),
     body,
     reproduce,
   );
-  renderTabs();
   load();
   return {
     unmount() {

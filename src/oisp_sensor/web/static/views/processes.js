@@ -5,6 +5,7 @@ import { api } from "../lib/api.js";
 import { shareBar } from "../lib/chart.js";
 import { fmtAgo, fmtCompact, fmtInt, fmtUsd, h, replace } from "../lib/dom.js";
 import { providerClass } from "../lib/events.js";
+import { windowTabs } from "../lib/windows.js";
 
 let chosen = "24h";
 
@@ -67,8 +68,7 @@ function table(data, app) {
                   class: "proc-name",
                   onclick: (e) => {
                     e.preventDefault();
-                    app.feed.setFilters({ process: r.process });
-                    window.location.hash = "#/live";
+                    app.showProcess(r.process);
                   },
                 },
                 r.process,
@@ -92,31 +92,8 @@ function table(data, app) {
 
 export function mount(root, app) {
   const body = h("div", { class: "processes-body" }, h("p", { class: "muted" }, "Loading…"));
-  const tabs = h("div", { class: "seg" });
   let alive = true;
   let pending = null;
-
-  function renderTabs() {
-    replace(
-      tabs,
-      ["1h", "24h", "7d"].map((w) =>
-        h(
-          "button",
-          {
-            type: "button",
-            class: ["seg-btn", w === chosen && "active"],
-            dataset: { window: w },
-            onclick: () => {
-              chosen = w;
-              renderTabs();
-              load();
-            },
-          },
-          w,
-        ),
-      ),
-    );
-  }
 
   async function load() {
     const want = chosen;
@@ -139,11 +116,13 @@ export function mount(root, app) {
       h("h1", {}, "Processes"),
       h("span", { class: "muted" }, "which programs talk to which providers"),
       h("div", { class: "spacer" }),
-      tabs,
+      windowTabs(chosen, (w) => {
+        chosen = w;
+        load();
+      }),
     ),
     body,
   );
-  renderTabs();
   load();
   return {
     unmount() {

@@ -10,12 +10,19 @@ const MODES = {
   minimal: "No content at all: roles, sizes and keyed hashes only.",
 };
 
+// What only the live view missed (a slow tab): the store and the JSONL file have those
+// events, so they are not losses (as in `oisp-sensor status`).
+const VIEW_SKIPS = ["web.live_dropped", "sink.live.dropped"];
+
 function captureCard(app) {
   const card = h("section", { class: "panel", id: "capture-card" });
   function render() {
     const health = app.health || {};
     const counters = health.counters || {};
-    const drops = Object.entries(counters).filter(([k, v]) => k.endsWith("dropped") && v);
+    const losses = Object.entries(counters).filter(
+      ([k, v]) => v && k.endsWith("dropped") && k !== "events.paused_dropped" && !VIEW_SKIPS.includes(k),
+    );
+    const skipped = VIEW_SKIPS.reduce((n, k) => n + (counters[k] || 0), 0);
     replace(
       card,
       h("h2", {}, "Capture"),
@@ -45,11 +52,12 @@ function captureCard(app) {
           ["redaction", health.redaction_mode],
           ["events recorded", fmtInt(counters["events.total"] || 0)],
           ["not recorded while paused", fmtInt(counters["events.paused_dropped"] || 0)],
+          skipped ? ["live view skipped", `${fmtInt(skipped)} updates (a slow tab; nothing recorded is missing)`] : null,
           ["version", health.version],
-        ].map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v ?? "—")]),
-        drops
-          .filter(([k]) => k !== "events.paused_dropped")
-          .map(([k, v]) => [h("dt", { class: "warn-text" }, k), h("dd", { class: "mono warn-text" }, fmtInt(v))]),
+        ]
+          .filter(Boolean)
+          .map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, v ?? "—")]),
+        losses.map(([k, v]) => [h("dt", { class: "warn-text" }, k), h("dd", { class: "mono warn-text" }, fmtInt(v))]),
       ),
     );
   }
