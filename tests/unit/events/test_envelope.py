@@ -96,8 +96,14 @@ def test_ulid_matches_the_reference_encoding(monkeypatch: pytest.MonkeyPatch) ->
     import oisp_sensor.events.ulid as ulid
 
     for ts, rnd in [(0, 0), (T0, 1), (2**63 - 1, 2**80 - 1), (T0 + 123_456_789, 0xDEADBEEF << 40)]:
-        monkeypatch.setattr(ulid.os, "urandom", lambda n, r=rnd: r.to_bytes(n, "big"))
+        monkeypatch.setattr(ulid, "_random", iter([rnd]))
         assert new_ulid(ts) == _reference_ulid(ts, rnd)
+
+
+def test_ulid_random_parts_are_fresh_across_refills() -> None:
+    """The pre-drawn randomness runs out and is refilled without repeating a value."""
+    ids = [new_ulid(T0) for _ in range(3 * 512 + 7)]
+    assert len(set(ids)) == len(ids)
 
 
 def test_rfc3339_is_right_across_second_boundaries() -> None:
