@@ -367,6 +367,77 @@ async def test_a_sink_that_falls_behind_catches_up_after_a_burst(tmp_path: Path)
         assert store.count() == 12_000
 
 
+class SlowThreadSink:
+    """Stands in for the store: a writer that falls behind and says it shares the GIL."""
+
+    name = "slow"
+    paces_pipeline = True
+
+    def __init__(self, delay_s: float = 0.002, stuck: bool = False) -> None:
+        self.delay_s, self.stuck = delay_s, stuck
+        self.written = 0
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def write(self, batch: Sequence[Event]) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()  # a database locked for good
+        await asyncio.sleep(self.delay_s)
+        self.written += len(batch)
+
+
+def _calls(connections: int, per_connection: int) -> list[RawCapture]:
+    caps = Captures()
+    for fd in range(connections):
+        conn = caps.conn(fd=fd)
+        for i in range(per_connection):
+            conn.send(openai_request(HI), 20 * i).recv(ok(), 20 * i + 10)
+        conn.close(5_000)
+    return caps.raws
+
+
+@pytest.mark.parametrize("paces", [True, False])
+async def test_the_consumer_waits_for_a_store_like_sink_instead_of_it_dropping(
+    paces: bool,
+) -> None:
+    """A burst larger than the sink's queue: a sink that paces the pipeline gets every
+    event (the burst waits in the capture queue); one that does not drops the excess."""
+    sink = SlowThreadSink(delay_s=0.02)
+    sink.paces_pipeline = paces
+    pipe = pipeline(sinks=[sink], sink_queue_size=40, slice_s=0.0002)  # slices of a few events
+    await pipe.start()
+    for raw in _calls(20, 10):
+        assert pipe.submit(raw)
+    await pipe.stop()
+    assert pipe.counters.get("events.total") == 400
+    dropped = pipe.counters.get("sink.slow.dropped")
+    if paces:
+        assert dropped == 0 and sink.written == 400
+    else:
+        assert dropped > 0 and sink.written == 400 - dropped
+
+
+async def test_a_stalled_store_is_not_waited_for() -> None:
+    """A sink stuck in one write must not stop decoding for every other sink."""
+    stuck, jsonl = SlowThreadSink(stuck=True), Batches()
+    pipe = pipeline(sinks=[stuck, jsonl], sink_queue_size=40, slice_s=0.0002)
+    pipe.runners[0].stall_s = 0.05
+    await pipe.start()
+    for raw in _calls(20, 10):
+        assert pipe.submit(raw)
+    for _ in range(200):
+        if sum(len(b) for b in jsonl.batches) == 400:
+            break
+        await asyncio.sleep(0.01)
+    assert sum(len(b) for b in jsonl.batches) == 400
+    assert pipe.counters.get("sink.slow.dropped") > 0
+    assert pipe.runners[0]._task is not None
+    pipe.runners[0]._task.cancel()  # the stuck write never returns; stop() would wait for it
+    pipe.runners.pop(0)
+    await pipe.stop()
+
+
 def test_paused_events_are_neither_sealed_nor_offered() -> None:
     pipe = pipeline()
     pipe.paused = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,9 @@ QUEUE_EVENTS = 100_000
 QUEUE_BYTES = 32 * 1024 * 1024
 BATCH_EVENTS = 2_000
 BATCH_BYTES = 4 * 1024 * 1024
+# A write in flight longer than this is a stuck sink (a locked database, a full disk):
+# nothing waits for it any more, its queue fills and drops instead.
+STALL_S = 1.0
 
 
 @runtime_checkable
@@ -63,6 +67,7 @@ class SinkRunner:
         queue_bytes: int = QUEUE_BYTES,
         max_batch: int = BATCH_EVENTS,
         max_batch_bytes: int = BATCH_BYTES,
+        stall_s: float = STALL_S,
     ) -> None:
         self.sink = sink
         self.counters = counters
@@ -70,6 +75,8 @@ class SinkRunner:
         self.queue_bytes = queue_bytes
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
+        self.stall_s = stall_s
+        self._writing_since: float | None = None  # monotonic time the current write began
         self._pending: collections.deque[tuple[Event, int]] = collections.deque()
         self._pending_bytes = 0
         self._wake = asyncio.Event()
@@ -86,6 +93,17 @@ class SinkRunner:
     @property
     def backlog_bytes(self) -> int:
         return self._pending_bytes
+
+    def behind(self) -> bool:
+        """More than one batch waiting, and the sink still making progress (not stalled)."""
+        if len(self._pending) <= min(self.max_batch, self.queue_size // 4) and (
+            self._pending_bytes <= min(self.max_batch_bytes, self.queue_bytes // 4)
+        ):
+            return False
+        if self._task is None or self._task.done():
+            return False  # nothing will drain it
+        since = self._writing_since
+        return since is None or time.monotonic() - since < self.stall_s
 
     def over_half(self) -> bool:
         """Past half of either bound: a producer that can wait should (replay)."""
@@ -143,12 +161,15 @@ class SinkRunner:
                 await self._wake.wait()
                 continue
             batch = self._take()
+            self._writing_since = time.monotonic()
             try:
                 await self.sink.write(batch)
                 self.counters.inc(f"{self._prefix}.written", len(batch))
             except Exception:  # a sink's failure must not end the sensor
                 self.counters.inc(f"{self._prefix}.errors", len(batch))
                 log.exception("sink %s failed to write %d events", self.sink.name, len(batch))
+            finally:
+                self._writing_since = None
             # A sink whose write never awaits (JSONL) must still let the pipeline run.
             await asyncio.sleep(0)
 

@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 class StoreSink:
     name = "store"
+    paces_pipeline = True  # its writer thread competes for the GIL (pipeline.PACE_S)
 
     def __init__(
         self,
