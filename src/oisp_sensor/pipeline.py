@@ -17,7 +17,8 @@ then write batches (one JSONL write, one store transaction, one live-feed messag
 instead of paying their per-write cost for every event. While the store (whose
 writer thread needs the GIL this loop holds) is more than a batch behind, the consumer
 waits for it between slices, so a burst waits in the capture queue, not in the store's
-(`PACE_S`); a store stalled for a second is no longer waited for.
+(`PACE_S`), as long as the capture queue is under 3/4 full; a store stalled for a
+second is no longer waited for.
 
 Both the capture queue and the sinks' queues are bounded in bytes as well as in
 items, so a burst is absorbed and caught up with afterwards (instead of dropped),
@@ -142,6 +143,16 @@ class Pipeline:
         because a refused submit marks the connection as having lost bytes."""
         return not self.queue.full() and self.queued_bytes < self.queue_bytes
 
+    def _can_wait(self) -> bool:
+        """The capture queue is under 3/4 full: a backlog can wait there, not be lost.
+
+        Past that, waiting would only move the loss from the store (which JSONL and the
+        live feed do not share) to the capture queue (which every sink does)."""
+        return (
+            self.queue.qsize() < self.queue.maxsize * 3 // 4
+            and self.queued_bytes < self.queue_bytes * 3 // 4
+        )
+
     def add_listener(self, listener: EventListener) -> None:
         """Called with every event that reaches the sinks (e.g. the `run` summary)."""
         self._listeners.append(listener)
@@ -237,7 +248,7 @@ class Pipeline:
             # `get()` on a non-empty queue does not yield: without this a backlog would
             # be decoded in one go while the sinks, the web API and the bridge wait.
             await asyncio.sleep(0)
-            while any(r.behind() for r in self._pacers):
+            while self._can_wait() and any(r.behind() for r in self._pacers):
                 await asyncio.sleep(PACE_S)
 
     async def _sweep(self) -> None:
