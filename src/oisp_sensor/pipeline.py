@@ -143,6 +143,16 @@ class Pipeline:
         because a refused submit marks the connection as having lost bytes."""
         return not self.queue.full() and self.queued_bytes < self.queue_bytes
 
+    def backlogged(self) -> bool:
+        """Half the capture queue is in use: a source that can slow down should (the relay).
+
+        Called from the relay's thread: two integer reads, exact enough for a threshold.
+        """
+        return (
+            self.queue.qsize() > self.queue.maxsize // 2
+            or self.queued_bytes > self.queue_bytes // 2
+        )
+
     def _can_wait(self) -> bool:
         """The capture queue is under 3/4 full: a backlog can wait there, not be lost.
 

@@ -196,6 +196,8 @@ class Sensor:
                 self.pipeline.submit,
                 limit=self.pipeline.queue.maxsize,
                 on_drop=lambda n: self.counters.inc("capture.relay_dropped", n),
+                backlogged=self.pipeline.backlogged,
+                on_backoff=lambda: self.counters.inc("capture.backpressure_waits"),
             )
             self.relay = await self._relay_thread.start()
             if config.capture.socket:

@@ -438,6 +438,20 @@ async def test_a_stalled_store_is_not_waited_for() -> None:
     await pipe.stop()
 
 
+def test_backlogged_past_half_of_either_bound() -> None:
+    """What the relay's thread asks before reading more: half the captures or half the bytes."""
+    raws = _calls(1, 6)
+    pipe = pipeline(queue_size=8, queue_bytes=10**9)
+    for raw in raws[:4]:
+        assert pipe.submit(raw)
+    assert not pipe.backlogged()
+    assert pipe.submit(raws[4])
+    assert pipe.backlogged()
+    by_bytes = pipeline(queue_bytes=2 * len(raws[0].data) + 1)
+    assert by_bytes.submit(raws[0]) and not by_bytes.backlogged()
+    assert by_bytes.submit(raws[1]) and by_bytes.backlogged()
+
+
 def test_paused_events_are_neither_sealed_nor_offered() -> None:
     pipe = pipeline()
     pipe.paused = True

@@ -88,3 +88,34 @@ async def test_overflow_is_counted_and_the_next_capture_flagged() -> None:
         (7, True),
         (8, False),
     ]
+
+
+async def test_a_backlogged_pipeline_slows_the_relay_instead_of_losing_captures() -> None:
+    """While the pipeline says it is backlogged, each hand-off waits; nothing is dropped."""
+    got: list[RawCapture] = []
+    backlogged = [False]
+    waits: list[None] = []
+
+    def deliver(raw: RawCapture) -> bool:
+        got.append(raw)
+        return True
+
+    runner = RelayThread(
+        FakeRelay,  # type: ignore[arg-type]
+        deliver,
+        backlogged=lambda: backlogged[0],
+        on_backoff=lambda: waits.append(None),
+    )
+    runner._main = asyncio.get_running_loop()
+    assert runner._handoff(capture(0))
+    assert waits == []  # no backlog: full speed
+    backlogged[0] = True
+    for i in range(1, 6):
+        assert runner._handoff(capture(i))
+    assert len(waits) == 5
+    backlogged[0] = False
+    assert runner._handoff(capture(6))
+    assert len(waits) == 5
+    runner._drain()
+    assert [raw.timestamp_ns for raw in got] == list(range(7))
+    assert not any(raw.gap_before for raw in got)
