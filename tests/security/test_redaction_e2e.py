@@ -70,17 +70,7 @@ SECRETS = [
     p.AWS_SECRET_KEY,
     p.URL_PASSWORD,
 ]
-PII = [
-    p.EMAIL,
-    p.PHONE_INTL,
-    p.PHONE_US,
-    p.PHONE_NATIONAL,
-    p.CARD_VISA,
-    p.CARD_MASTERCARD,
-    p.IBAN_DE,
-    p.IBAN_GB,
-    p.SSN,
-]
+PII = p.PII_IN_TRAFFIC
 CONTENT = [
     "Please refund card",
     "Support bot",

@@ -67,17 +67,7 @@ SECRETS = [
     "sess_Zx81Kq77Lm",  # a cookie value
     TICKET,
 ]
-PII = [
-    p.EMAIL,
-    p.PHONE_INTL,
-    p.PHONE_US,
-    p.PHONE_NATIONAL,
-    p.CARD_VISA,
-    p.CARD_MASTERCARD,
-    p.IBAN_DE,
-    p.IBAN_GB,
-    p.SSN,
-]
+PII = p.PII_IN_TRAFFIC
 CONTENT = [SYSTEM, USER, TOOL_RESULT, ANSWER, THINKING, "You help ACME support", "never repeat"]
 
 

@@ -68,6 +68,18 @@ PII = {
     "IBAN": [IBAN_DE, IBAN_GB],
     "US_SSN": [SSN],
 }
+# The personal data the end-to-end tests plant in traffic (one of each kind and format).
+PII_IN_TRAFFIC = [
+    EMAIL,
+    PHONE_INTL,
+    PHONE_US,
+    PHONE_NATIONAL,
+    CARD_VISA,
+    CARD_MASTERCARD,
+    IBAN_DE,
+    IBAN_GB,
+    SSN,
+]
 # Secrets recognised by their context rather than their shape: (text, value that must vanish).
 IN_CONTEXT = [
     (f"aws_secret_access_key = {AWS_SECRET_KEY}", AWS_SECRET_KEY),
