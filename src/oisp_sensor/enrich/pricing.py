@@ -34,36 +34,34 @@ Provenance goes into `attrs`:
 
 Absent is not zero: without usage or a known price, no cost fields are written.
 
-The bundled price snapshot is used and nothing here can fetch prices: genai-prices
-only downloads when its `UpdatePrices` is started, which this module never does,
-and lookups go to a snapshot built from the bundled data, not the global one that
-an `UpdatePrices` elsewhere in the process could replace.
+Where the prices come from: prices.json next to this module, a table generated from
+genai-prices (https://github.com/pydantic/genai-prices) by pricegen.py, and read once per
+process when the first PriceBook is built. genai-prices itself is not imported at runtime
+(its data model cost the sensor 12 MB and ~190 ms): the table holds each model's per-token
+rates, already resolved by genai-prices for every date and time-of-day segment and service
+tier, and this module restates only how genai-prices finds a model for a (provider, model
+name) and which segment an instant falls in. After upgrading genai-prices, regenerate it:
+
+    .venv/bin/python -m oisp_sensor.enrich.pricegen
+
+(tests/unit/enrich/test_price_table.py fails until the table matches the installed
+genai-prices). Nothing here can fetch prices: there is no network code on this path.
 """
 
 from __future__ import annotations
 
 import bisect
 import fnmatch
+import functools
+import json
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import date, time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-import genai_prices
-from genai_prices import data as price_data
-from genai_prices.data_snapshot import DataSnapshot
-from genai_prices.types import (
-    ModelInfo,
-    ModelPrice,
-    Provider,
-    TieredPrices,
-    TimeOfDateConstraint,
-    Usage,
-)
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from oisp_sensor.counters import Counters
 from oisp_sensor.events import Event, EventType, provider_label
@@ -71,10 +69,13 @@ from oisp_sensor.events import Event, EventType, provider_label
 if TYPE_CHECKING:
     from oisp_sensor.config import PriceOverride
 
-PRICE_TABLE = f"genai-prices {genai_prices.__version__}"
+    PRICE_TABLE: str  # "genai-prices <version>": read from prices.json on first use
+
 CONFIG_OVERRIDE = "config override"
 LOCAL_SERVER = "local model server"
 REPORTED = "provider"
+NO_TIER = ""  # the key of prices.json's prices for a request without a service tier
+TABLE_FILE = Path(__file__).with_name("prices.json")
 
 # Our provider ids (decode/registry.py) -> genai-prices provider ids.
 GENAI_PRICES_PROVIDERS: Mapping[str, str] = {
@@ -172,15 +173,6 @@ class TieredRates:
 PriceRates = Rates | TieredRates
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """A model found in the price table, and what its price depends on besides the day."""
-
-    provider: Provider
-    model: ModelInfo
-    intraday: tuple[TimeOfDateConstraint, ...]
-
-
 def token_counts(usage: Mapping[str, Any]) -> TokenCounts | None:
     """Billable tokens from an OISP usage object; None when they cannot be known."""
     prompt = _count(usage.get("prompt_tokens"))
@@ -216,9 +208,10 @@ def _reported(value: Any) -> float | None:
 class PriceBook:
     """Finds the rates of (provider, model) at an instant: user overrides, then the table.
 
-    Lookups are cached per provider/model/day (plus the time-of-day windows of the
-    few providers with off-peak prices), so pricing an event is a dictionary hit and
-    a few multiplications. Misses are cached too: an unknown model stays cheap.
+    Lookups are cached per provider/model (and each model's rates per price it has), so
+    pricing an event is a dictionary hit, a bisect for the few models whose price
+    changes over time, and a few multiplications. Misses are cached too: an unknown
+    model stays cheap.
     """
 
     def __init__(self, overrides: Sequence[PriceOverride] = (), *, cache_size: int = 4096) -> None:
@@ -230,10 +223,9 @@ class PriceBook:
             )
             for o in overrides
         ]
-        self._snapshot = DataSnapshot(providers=price_data.providers, from_auto_update=False)
+        self._table = price_table()
         self._cache_size = cache_size
-        self._entries: dict[tuple[str, str], _Entry | Rates | None] = {}
-        self._rates: OrderedDict[tuple[Any, ...], PriceRates] = OrderedDict()
+        self._entries: dict[tuple[str, str], Timeline | Rates | None] = {}
 
     def rates(
         self,
@@ -242,34 +234,26 @@ class PriceBook:
         ts_ns: int,
         context: Mapping[str, str] | None = None,
     ) -> PriceRates | None:
+        """`context` selects price variants; the table knows them for `service_tier`
+        only (the one key the sensor passes), other keys are ignored."""
+        entry = self.entry(provider, model)
+        if entry is None or isinstance(entry, Rates):
+            return entry
+        return entry.rates(ts_ns, context.get("service_tier") if context else None)
+
+    def entry(self, provider: str | None, model: str) -> Timeline | Rates | None:
+        """What prices `model` of `provider` (our provider id): an override's or a local
+        server's rates, the table's timeline of the model, or None for an unknown one."""
         key = ((provider or "").lower(), _model_ref(model))
         try:
-            entry = self._entries[key]
+            return self._entries[key]
         except KeyError:
             if len(self._entries) >= self._cache_size:
                 self._entries.clear()
             entry = self._entries[key] = self._find(*key)
-        if entry is None or isinstance(entry, Rates):
             return entry
-        when: datetime | None = None
-        windows: tuple[bool, ...] = ()
-        if entry.intraday:
-            when = _utc(ts_ns)
-            windows = tuple(c.active(when) for c in entry.intraday)
-        ctx = tuple(sorted(context.items())) if context else ()
-        rkey = (entry.provider.id, entry.model.id, ts_ns // _NS_PER_DAY, windows, ctx)
-        rates = self._rates.get(rkey)
-        if rates is not None:
-            self._rates.move_to_end(rkey)
-            return rates
-        model_price = entry.model.get_prices(when or _utc(ts_ns), dict(ctx) if ctx else None)
-        rates = _table_rates(model_price, f"{entry.provider.id}:{entry.model.id}")
-        self._rates[rkey] = rates
-        if len(self._rates) > self._cache_size:
-            self._rates.popitem(last=False)
-        return rates
 
-    def _find(self, provider: str, model: str) -> _Entry | Rates | None:
+    def _find(self, provider: str, model: str) -> Timeline | Rates | None:
         for who, pattern, rates in self._overrides:
             if (not who or who == provider) and pattern.match(model):
                 return rates
@@ -277,27 +261,17 @@ class PriceBook:
             zero = Decimal(0)
             return Rates(zero, zero, zero, zero, zero, LOCAL_SERVER, f"{provider}:{model}")
         # A provider the table does not know (a custom gateway): match on the model name.
-        table_id = GENAI_PRICES_PROVIDERS.get(provider)
-        try:
-            found, info = self._snapshot.find_provider_model(model, None, table_id, None)
-        except LookupError:
-            return None
-        prices = info.prices if isinstance(info.prices, list) else []
-        intraday = tuple(
-            p.constraint for p in prices if isinstance(p.constraint, TimeOfDateConstraint)
-        )
-        return _Entry(found, info, intraday)
+        return self._table.find(model, GENAI_PRICES_PROVIDERS.get(provider))
 
 
 def _model_ref(model: str) -> str:
-    """Gemini names models as resources (`models/x`, `publishers/google/models/x`)."""
-    model = model.strip().lower()
-    _, sep, rest = model.rpartition("models/")
-    return rest if sep and rest else model
+    """Gemini names models as resources (`models/x`, `publishers/google/models/x`, with
+    `projects/p/locations/l/` before it on Vertex). Fireworks' `accounts/fireworks/models/x`
+    and `meta-models/x` are the names the price table knows them by: they stay whole."""
+    return _GEMINI_RESOURCE.sub("", model.strip().lower())
 
 
-def _utc(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+_GEMINI_RESOURCE = re.compile(r"^(?:(?:.+/)?publishers/[^/]+/)?models/(?=.)")
 
 
 def _override_rates(o: PriceOverride) -> Rates:
@@ -316,46 +290,267 @@ def _override_rates(o: PriceOverride) -> Rates:
     )
 
 
-def _table_rates(model_price: ModelPrice, price_model: str) -> PriceRates:
-    """Per-token rates, read off genai-prices itself so its rules (which token kinds have
-    their own price, what falls back to the input rate) hold without restating them; for
-    tiered prices, once per band (`TieredRates` restates only which band applies)."""
-    starts = sorted(
-        {
-            tier.start
-            for value in vars(model_price).values()
-            if isinstance(value, TieredPrices)
-            for tier in value.tiers
-        }
-    )
-    if not starts:
-        return _rates_at(model_price, price_model, prompt=1_000_000)
-    prompts = (starts[0], *(start + 1 for start in starts))
-    return TieredRates(
-        tuple(starts), tuple(_rates_at(model_price, price_model, prompt=n) for n in prompts)
-    )
+@functools.cache
+def price_table() -> PriceTable:
+    """prices.json, read once per process, when the first PriceBook needs it."""
+    return PriceTable(json.loads(TABLE_FILE.read_bytes(), object_pairs_hook=_compact))
 
 
-def _rates_at(model_price: ModelPrice, price_model: str, *, prompt: int) -> Rates:
-    """The rates that apply to a prompt of `prompt` tokens (which tier, for tiered prices)."""
+def __getattr__(name: str) -> Any:
+    # PRICE_TABLE names the table's genai-prices version, which only prices.json knows:
+    # reading it on first use keeps importing this module from loading the table.
+    if name == "PRICE_TABLE":
+        return price_table().price_source
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def calc(**tokens: int) -> Any:
-        return model_price.calc_price(Usage(input_tokens=prompt, **tokens))
 
-    def per_token(price: Decimal, tokens: int) -> Decimal:
-        return price / tokens if tokens else Decimal(0)
+class PriceTable:
+    """The price table of prices.json (layout: pricegen.py), and genai-prices' lookup.
 
-    m = 1_000_000
-    plain = calc()
-    return Rates(
-        input=per_token(plain["input_price"], prompt),
-        output=calc(output_tokens=m)["output_price"] / m,
-        cache_read=per_token(calc(cache_read_tokens=prompt)["input_price"], prompt),
-        cache_write=per_token(calc(cache_write_tokens=prompt)["input_price"], prompt),
-        per_request=plain["total_price"] - plain["input_price"] - plain["output_price"],
-        price_source=PRICE_TABLE,
-        price_model=price_model,
-    )
+    Finding a model restates genai_prices.data_snapshot.DataSnapshot.find_provider_model
+    (for a provider id or none; no API URLs, no litellm prefixes: the sensor passes
+    neither): the provider by id, else by its `provider_match`; with no provider id, the
+    first provider whose `model_match` matches the model name; then that provider's first
+    model whose `match` matches, else the first match among the providers in its
+    `fallback_model_providers` (their own models only: one step of fallback), and if
+    nothing matched, all of it again with a compact date (`-20240806`) written with dashes.
+
+    `raw` is prices.json as `_compact` reads it.
+    """
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.version: str = raw["genai_prices"]
+        self.price_source = f"genai-prices {self.version}"
+        self._rates: list[list[str]] = raw["rates"]
+        self._prices: list[list[list[int]]] = raw["prices"]
+        self._providers: tuple[_Provider, ...] = tuple(raw["providers"])
+        self._by_id: dict[str, _Provider] = {}
+        for provider in self._providers:
+            self._by_id.setdefault(provider.id, provider)
+
+    def find(self, model_ref: str, provider_id: str | None) -> Timeline | None:
+        """The model genai-prices would price `model_ref` with, for `provider_id` (a
+        genai-prices provider id; None: any provider whose models the name suggests)."""
+        model_ref = model_ref.lower()
+        provider = self._find_provider(model_ref, provider_id)
+        if provider is None:
+            return None
+        found = self._find_model(provider, model_ref)
+        if found is None:
+            return None
+        owner, model = found
+        return self._timeline(provider.id, owner.id, model)
+
+    def model(self, provider_id: str, model_id: str) -> Timeline | None:
+        """One model of the table by its ids, as genai-prices lists it."""
+        provider = self._by_id.get(provider_id)
+        for model in provider.models if provider else ():
+            if model.id == model_id:
+                return self._timeline(provider_id, provider_id, model)
+        return None
+
+    def make_rates(self, index: int, price_model: str) -> PriceRates:
+        """The rates of prices.json's `prices[index]`, attributed to `price_model`."""
+        starts, bands = self._prices[index]
+        made = tuple(self._band(band, price_model) for band in bands)
+        return TieredRates(tuple(starts), made) if starts else made[0]
+
+    def _band(self, index: int, price_model: str) -> Rates:
+        input_, output, cache_read, cache_write, per_request = map(Decimal, self._rates[index])
+        return Rates(
+            input_, output, cache_read, cache_write, per_request, self.price_source, price_model
+        )
+
+    def _timeline(self, provider_id: str, owner: str, model: _Model) -> Timeline:
+        return Timeline(
+            f"{provider_id}:{model.id}", owner, model.days, model.times, model.prices, self
+        )
+
+    def _find_provider(self, model_ref: str, provider_id: str | None) -> _Provider | None:
+        if provider_id is not None:
+            return self._provider_by_id(provider_id)
+        if model_ref:
+            for provider in self._providers:
+                if provider.model_match is not None and _matches(provider.model_match, model_ref):
+                    return provider
+        return None
+
+    def _provider_by_id(self, provider_id: str) -> _Provider | None:
+        provider_id = provider_id.lower().strip()
+        if (provider := self._by_id.get(provider_id)) is not None:
+            return provider
+        for provider in self._providers:
+            match = provider.provider_match
+            if match is not None and _matches(match, provider_id):
+                return provider
+        return None
+
+    def _find_model(self, provider: _Provider, model_ref: str) -> tuple[_Provider, _Model] | None:
+        if found := self._match_model(provider, model_ref, fallback=True):
+            return found
+        # LiteLLM/OpenRouter write dates compactly (`gpt-5.2-20251211`): retry with dashes.
+        normalized = _COMPACT_DATE.sub(_dashed_date, model_ref)
+        if normalized != model_ref:
+            return self._match_model(provider, normalized, fallback=True)
+        return None
+
+    def _match_model(
+        self, provider: _Provider, model_ref: str, *, fallback: bool
+    ) -> tuple[_Provider, _Model] | None:
+        model_ref = model_ref.lower()
+        for model in provider.models:
+            if _matches(model.match, model_ref):
+                return provider, model
+        for other_id in provider.fallbacks if fallback else ():
+            other = self._by_id.get(other_id)
+            if other is not None and (found := self._match_model(other, model_ref, fallback=False)):
+                return found
+        return None
+
+
+class _Provider(NamedTuple):
+    id: str
+    provider_match: _Clause | None
+    model_match: _Clause | None
+    fallbacks: tuple[str, ...]
+    models: tuple[_Model, ...]
+
+
+class _Model(NamedTuple):
+    id: str
+    match: _Clause
+    days: tuple[int, ...]
+    times: tuple[int, ...]
+    prices: Any  # see Timeline.prices
+
+
+# A match clause, compiled: (kind, argument lower-cased) or (kind, sub-clauses); regex
+# patterns are kept as they are.
+_Clause = tuple[str, Any]
+_CLAUSE_KINDS = frozenset({"equals", "starts_with", "contains", "ends_with", "regex", "or", "and"})
+
+
+def _compact(pairs: list[tuple[str, Any]]) -> Any:
+    """json's object_pairs_hook for prices.json: each object as the lookup keeps it (a
+    clause, a model, a provider as tuples), made as soon as it is read, inner ones first.
+    Parsed whole, its ~9,000 dicts would take 3 MB, and leave 2 MB behind once freed."""
+    if len(pairs) == 1 and pairs[0][0] in _CLAUSE_KINDS:
+        return compile_clause(dict(pairs))
+    obj = dict(pairs)
+    if NO_TIER in obj:
+        return obj  # a model's prices by service tier
+    if "match" in obj:
+        prices = obj["prices"]
+        return _Model(
+            obj["id"],
+            obj["match"],
+            tuple(_epoch_day(d) for d in obj.get("dates", ())),
+            tuple(_day_micros(t) for t in obj.get("times", ())),
+            prices if len(prices) > 1 else prices[NO_TIER],
+        )
+    if "models" in obj:
+        return _Provider(
+            obj["id"],
+            obj.get("provider_match"),
+            obj.get("model_match"),
+            tuple(obj.get("fallback_model_providers", ())),
+            tuple(obj["models"]),
+        )
+    return obj  # the table itself
+
+
+def compile_clause(clause: Mapping[str, Any]) -> _Clause:
+    """A genai-prices match clause ({"equals": "gpt-4o"}, {"or": [...]} ...) ready for
+    `clause_matches` (sub-clauses may be compiled already)."""
+    ((kind, arg),) = clause.items()
+    if kind in ("or", "and"):
+        return kind, tuple(c if isinstance(c, tuple) else compile_clause(c) for c in arg)
+    if kind == "regex":
+        return kind, arg
+    if kind in ("equals", "starts_with", "contains", "ends_with"):
+        return kind, arg.lower()
+    raise ValueError(f"unknown match clause {kind!r} in the price table")
+
+
+def clause_matches(clause: _Clause, text: str) -> bool:
+    """genai-prices' match clauses (genai_prices/types.py ClauseStartsWith and the rest):
+    every kind compares case-insensitively except `regex`, a `re.search`. genai-prices
+    always hands them lower-cased text, so regexes see it lower-cased too."""
+    return _matches(clause, text.lower())
+
+
+def _matches(clause: _Clause, text: str) -> bool:
+    kind, arg = clause
+    if kind == "equals":
+        return bool(text == arg)
+    if kind == "starts_with":
+        return text.startswith(arg)
+    if kind == "contains":
+        return arg in text
+    if kind == "ends_with":
+        return text.endswith(arg)
+    if kind == "regex":
+        return re.search(arg, text) is not None
+    if kind == "or":
+        return any(_matches(c, text) for c in arg)
+    return all(_matches(c, text) for c in arg)
+
+
+# genai_prices.types._COMPACT_DATE_RE and _normalize_compact_dated_ref.
+_COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+
+
+def _dashed_date(match: re.Match[str]) -> str:
+    year, month, day = (int(match.group(i)) for i in range(2, 5))
+    try:
+        date(year, month, day)
+    except ValueError:
+        return match.group(0)  # not a real date (20250231): left as it is
+    return f"{match.group(1)}{year:04d}-{month:02d}-{day:02d}"
+
+
+def _epoch_day(iso: str) -> int:
+    return date.fromisoformat(iso).toordinal() - _EPOCH_ORDINAL
+
+
+def _day_micros(iso: str) -> int:
+    t = time.fromisoformat(iso)
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Timeline:
+    """One model's prices as found for a provider: which applies at an instant, for a
+    service tier. Its rates objects are made once, on first use."""
+
+    price_model: str  # "<provider looked up>:<model id>", e.g. "azure:gpt-4o"
+    owner: str  # the provider whose list holds the model (another after a fallback)
+    days: tuple[int, ...]  # days since 1970-01-01 (UTC) where a date segment starts
+    times: tuple[int, ...]  # microseconds after midnight (UTC) where a daily segment starts
+    # The price index of each segment (pricegen.py); by service tier (NO_TIER: none)
+    # when a tier changes it, else for every tier.
+    prices: Any
+    table: PriceTable
+    made: dict[int, PriceRates] = field(default_factory=dict)
+
+    def rates(self, ts_ns: int, service_tier: str | None = None) -> PriceRates | None:
+        value = self.prices
+        if isinstance(value, dict):
+            value = value[service_tier] if service_tier in value else value[NO_TIER]
+        if self.days and isinstance(value, list):
+            value = value[bisect.bisect_right(self.days, ts_ns // _NS_PER_DAY)]
+        if self.times and isinstance(value, list):
+            value = value[bisect.bisect_right(self.times, ts_ns // 1000 % _US_PER_DAY)]
+        if value is None:
+            return None  # genai-prices has no token prices for it then
+        rates = self.made.get(value)
+        if rates is None:
+            rates = self.made[value] = self.table.make_rates(value, self.price_model)
+        return rates
 
 
 class PricingEnricher:
