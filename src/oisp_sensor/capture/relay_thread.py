@@ -6,11 +6,21 @@ it (measured: ~0.8 ms added per keep-alive request against ~0.1 ms for the relay
 alone). On its own loop the relay forwards bytes as soon as the GIL lets it; the
 sensor lowers the interpreter's switch interval so that is never long.
 
-Captures cross threads through a deque: the relay thread appends and, at most once
-per batch, wakes the main loop, which hands everything to `deliver` (the pipeline's
-`submit`) in order. The deque is bounded; past the bound a capture is dropped and
-counted, and the connection's next delivered capture is flagged `gap_before`, the
-same contract as a full pipeline queue.
+Captures cross threads through a deque, collected every `HANDOFF_S`: the first capture
+after a quiet spell wakes the main loop, which from then on takes whatever has
+accumulated every `HANDOFF_S` and hands it to `deliver` (the pipeline's `submit`) in
+order, until a round finds nothing. Why not at once: two threads share one GIL, and
+every time the decoder wakes in the middle of an exchange the relay waits for it. On
+a schedule, the decoder works in batches (cheaper per event: one store transaction,
+one JSONL write, one live-feed message each) and the relay has the GIL to itself in
+between: measured on back-to-back keep-alive requests, the median added latency fell
+from 0.75 to ~0.2 ms, while the mean stayed about the same (the decoder's work still
+has to happen) and the slowest 1 % of requests, which meet a batch, wait longer
+(see BENCHMARKS.md). Events reach the sinks at most `HANDOFF_S` later.
+
+The deque is bounded; past the bound a capture is dropped and counted, and the
+connection's next delivered capture is flagged `gap_before`, the same contract as a
+full pipeline queue.
 
 Under sustained overload (the relay accepting requests faster than the pipeline can
 record them), the relay slows down instead of losing events: while the pipeline's
@@ -38,6 +48,7 @@ log = logging.getLogger(__name__)
 # Measured (bench/run.py, 100k-request soak at the relay's full speed): without it,
 # 4,952 captures (~0.9 % of the requests) were dropped; with it, none.
 BACKOFF_S = 0.001
+HANDOFF_S = 0.004
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -61,8 +72,10 @@ class RelayThread:
         on_drop: Callable[[int], None] | None = None,
         backlogged: Callable[[], bool] | None = None,
         on_backoff: Callable[[], None] | None = None,
+        handoff_s: float = HANDOFF_S,
     ) -> None:
         self._make_relay = make_relay
+        self.handoff_s = handoff_s
         self._deliver = deliver
         self._limit = limit
         self._on_drop = on_drop
@@ -134,16 +147,30 @@ class RelayThread:
         if not self._scheduled and self._main is not None:
             self._scheduled = True
             try:
-                self._main.call_soon_threadsafe(self._drain)
+                self._main.call_soon_threadsafe(self._collect_later)
             except RuntimeError:  # the main loop is gone (interpreter shutdown)
                 self._scheduled = False
 
     # --- main loop ---------------------------------------------------------------------------
 
-    def _drain(self) -> None:
-        # Cleared before popping: an append racing with us either is popped below or
-        # schedules another drain, never neither.
+    def _collect_later(self) -> None:
+        assert self._main is not None
+        self._main.call_later(self.handoff_s, self._collect)
+
+    def _collect(self) -> None:
+        """One round of the schedule: deliver what accumulated; go quiet if nothing did."""
+        if self._queue or self._dropped != self._reported:
+            self._drain()
+            self._collect_later()
+            return
+        # Cleared before looking again: an append racing with us either is seen below or
+        # wakes us, never neither (at worst both, and one round finds nothing).
         self._scheduled = False
+        if self._queue:
+            self._scheduled = True
+            self._collect_later()
+
+    def _drain(self) -> None:
         if dropped := self._dropped - self._reported:
             self._reported += dropped
             if self._on_drop is not None:

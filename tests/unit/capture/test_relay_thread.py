@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from typing import Any
 
@@ -119,3 +120,43 @@ async def test_a_backlogged_pipeline_slows_the_relay_instead_of_losing_captures(
     runner._drain()
     assert [raw.timestamp_ns for raw in got] == list(range(7))
     assert not any(raw.gap_before for raw in got)
+
+
+async def test_captures_are_collected_in_rounds_that_stop_when_the_relay_is_quiet() -> None:
+    """The main loop takes captures every `handoff_s`, not once each; idle, no timer runs."""
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+
+    def deliver(raw: RawCapture) -> bool:
+        arrivals.append(loop.time())
+        return True
+
+    runner = RelayThread(FakeRelay, deliver, handoff_s=0.05)  # type: ignore[arg-type]
+    relay: Any = await runner.start()
+    assert runner.loop is not None
+    relay_loop = runner.loop
+
+    def produce(i: int = 0) -> None:  # 40 captures, 5 ms apart: ~200 ms of traffic
+        relay.submit(capture(i))
+        if i < 39:
+            relay_loop.call_later(0.005, produce, i + 1)
+
+    relay_loop.call_soon_threadsafe(produce)
+    for _ in range(300):
+        if len(arrivals) == 40 and not runner._scheduled:
+            break
+        await asyncio.sleep(0.01)
+    assert len(arrivals) == 40
+    # A round delivers its captures back to back; rounds are ~50 ms apart.
+    rounds = 1 + sum(1 for a, b in itertools.pairwise(arrivals) if b - a > 0.02)
+    # ~200 ms of traffic in 50 ms rounds: a handful, however the threads were scheduled.
+    assert 2 <= rounds <= 8, arrivals
+    assert not runner._scheduled  # quiet again: no round is pending while idle
+
+    relay_loop.call_soon_threadsafe(relay.submit, capture(100))  # traffic resumes
+    for _ in range(100):
+        if len(arrivals) == 41:
+            break
+        await asyncio.sleep(0.01)
+    assert len(arrivals) == 41
+    await runner.close(0.1)
