@@ -27,15 +27,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import certifi
 
 from oisp_sensor import __version__
 from oisp_sensor.counters import Counters
 from oisp_sensor.errors import SinkError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,8 @@ class HttpPoster:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        import aiohttp  # here, not at the top: a sensor without HTTP exporters never pays for it
+
         connector = aiohttp.TCPConnector(ssl=tls_context(self.ca_file), limit=4)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -342,6 +346,8 @@ class HttpPoster:
         """The response body of a 2xx; raises for anything else."""
         if self._session is None:
             raise SinkError("HTTP exporter used before start()")
+        import aiohttp  # already loaded by start()
+
         where = redacted_url(url)
         try:
             # aiohttp copies large bytes bodies on the loop (and warns); a stream it does not.

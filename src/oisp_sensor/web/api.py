@@ -13,11 +13,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
-from aiohttp import web
 
 from oisp_sensor import __version__
 from oisp_sensor.config import Config
@@ -38,6 +38,7 @@ from oisp_sensor.store.timeseries import (
 )
 from oisp_sensor.store.timespec import parse_when
 from oisp_sensor.web.live import LiveFeed
+from oisp_sensor.web.server import HttpError, Request, Response, Route
 from oisp_sensor.web.settings import Settings, SettingsError
 
 T = TypeVar("T")
@@ -59,25 +60,16 @@ class WebContext:
     on_capture_change: Callable[[bool], None] | None = None  # e.g. publish runtime state
 
 
-CONTEXT = web.AppKey("context", WebContext)
+_json = Response.json
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def _bad(message: str, status: int = 400, **extra: Any) -> web.Response:
+def _bad(message: str, status: int = 400, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
 
 
 def _abort(message: str, status: int = 400) -> NoReturn:
     """Stop a handler with a JSON error (from helpers that return values, not responses)."""
-    error = web.HTTPServiceUnavailable if status == 503 else web.HTTPBadRequest
-    raise error(text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+    raise HttpError(status, message)
 
 
 async def _in_store(ctx: WebContext, work: Callable[[EventStore], T]) -> T:
@@ -96,12 +88,12 @@ async def _in_store(ctx: WebContext, work: Callable[[EventStore], T]) -> T:
         _abort(str(e), 503)
 
 
-def _filter(request: web.Request) -> EventFilter:
+def _filter(request: Request) -> EventFilter:
     """The query string's filters (repeatable or comma-separated), as the CLI's EventFilter."""
     q = request.query
 
     def many(name: str) -> tuple[str, ...]:
-        return tuple(v.strip() for raw in q.getall(name, []) for v in raw.split(",") if v.strip())
+        return tuple(v.strip() for raw in q.getall(name) for v in raw.split(",") if v.strip())
 
     try:
         since = parse_when(q["since"]) if q.get("since") else None
@@ -118,7 +110,7 @@ def _filter(request: web.Request) -> EventFilter:
     )
 
 
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -127,13 +119,13 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
     return max(lo, min(hi, int(raw)))
 
 
-def _window(request: web.Request) -> tuple[str, int, int]:
+def _window(request: Request) -> tuple[str, int, int]:
     """(name, since_ns, until_ns) for ?window=1h|24h|7d, on whole seconds.
 
     Whole seconds, because `analyze --since/--until` take RFC 3339 times: the page
     shows the command that reproduces its numbers, and it must reproduce them exactly.
     """
-    window = request.query.get("window", "24h")
+    window = request.query.get("window") or "24h"
     if window not in WINDOWS:
         _abort(f"window must be one of {', '.join(WINDOWS)}")
     until = (time.time_ns() // _S + 1) * _S
@@ -143,8 +135,7 @@ def _window(request: web.Request) -> tuple[str, int, int]:
 # --- handlers -------------------------------------------------------------------------------
 
 
-async def health(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+async def health(ctx: WebContext, request: Request) -> Response:
     counters = ctx.pipeline.counters.snapshot() if ctx.pipeline else {}
     body: dict[str, Any] = {
         "status": "ok",
@@ -173,18 +164,17 @@ def _capture_body(ctx: WebContext) -> dict[str, Any]:
     }
 
 
-async def capture_state(request: web.Request) -> web.Response:
+async def capture_state(ctx: WebContext, request: Request) -> Response:
     """GET: is capture paused? POST {"paused": bool}: pause or resume recording.
 
     Paused, traffic still flows through the proxy and is still decoded (so a call in
     flight when capture resumes is whole), but no event reaches any sink.
     """
-    ctx = request.app[CONTEXT]
     if request.method == "POST":
         if ctx.pipeline is None:
             return _bad("this server is not capturing (read-only view of a store)", 409)
         try:
-            body = await request.json(loads=orjson.loads)
+            body = request.json()
         except ValueError:
             return _bad('expected a JSON body like {"paused": true}')
         if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
@@ -198,9 +188,8 @@ async def capture_state(request: web.Request) -> web.Response:
     return _json(_capture_body(ctx))
 
 
-async def events(request: web.Request) -> web.Response:
+async def events(ctx: WebContext, request: Request) -> Response:
     """Newest first, `limit` per page; `before` (a store id) continues from the last page."""
-    ctx = request.app[CONTEXT]
     flt = _filter(request)
     limit = _int(request, "limit", 100, 1, 1000)
     before = _int(request, "before", 0, 0, 2**62) or None
@@ -211,9 +200,8 @@ async def events(request: web.Request) -> web.Response:
     return _json(page)
 
 
-async def event(request: web.Request) -> web.Response:
+async def event(ctx: WebContext, request: Request) -> Response:
     """An event with its whole call: request, response, tool calls and their results."""
-    ctx = request.app[CONTEXT]
     event_id = request.match_info["event_id"]
     detail = await _in_store(ctx, lambda s: call_detail(s, event_id))
     if detail is None:
@@ -221,11 +209,10 @@ async def event(request: web.Request) -> web.Response:
     return _json(detail)
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(ctx: WebContext, request: Request) -> Response:
     """Overview numbers for a window (1h, 24h, 7d): the `summary` report plus a time series
     and the providers/models/processes/tools reports — exactly what `analyze` gives for the
     same --since/--until (returned as `analyze_args`)."""
-    ctx = request.app[CONTEXT]
     window, since, until = _window(request)
     flt = EventFilter(since_ns=since, until_ns=until)
 
@@ -250,24 +237,21 @@ async def stats(request: web.Request) -> web.Response:
     return _json(await _in_store(ctx, work))
 
 
-async def processes(request: web.Request) -> web.Response:
+async def processes(ctx: WebContext, request: Request) -> Response:
     """Which programs talk to which providers, with calls and spend, for a window."""
-    ctx = request.app[CONTEXT]
     window, since, until = _window(request)
     flt = EventFilter(since_ns=since, until_ns=until)
     rows = await _in_store(ctx, lambda s: process_matrix(s, flt))
     return _json({"window": window, "since_ns": since, "until_ns": until, "processes": rows})
 
 
-async def facet_values(request: web.Request) -> web.Response:
+async def facet_values(ctx: WebContext, request: Request) -> Response:
     """The values each filter can take, for the filter menus."""
-    ctx = request.app[CONTEXT]
     return _json(await _in_store(ctx, facets))
 
 
-async def report(request: web.Request) -> web.Response:
+async def report(ctx: WebContext, request: Request) -> Response:
     """Any `oisp-sensor analyze` report, as JSON, with the same filters as /api/events."""
-    ctx = request.app[CONTEXT]
     name = request.match_info["name"]
     if name not in REPORT_NAMES:
         return _bad(f"unknown report; expected one of {', '.join(REPORT_NAMES)}", 404)
@@ -287,29 +271,26 @@ async def report(request: web.Request) -> web.Response:
     return _json(await _in_store(ctx, work))
 
 
-async def recent(request: web.Request) -> web.Response:
+async def recent(ctx: WebContext, request: Request) -> Response:
     """The last N events in time order: what a client starts from before the live feed."""
-    ctx = request.app[CONTEXT]
     limit = _int(request, "limit", 200, 1, 1000)
     rows = await _in_store(ctx, lambda s: select_events(s, EventFilter(), limit=limit))
     return _json({"events": [r.event for r in rows]})
 
 
-async def ca(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+async def ca(ctx: WebContext, request: Request) -> Response:
     if ctx.ca_status is None:
         return _json({"present": False, "trusted": False, "commands": []})
     return _json(await asyncio.to_thread(ctx.ca_status))
 
 
-async def settings(request: web.Request) -> web.Response:
+async def settings(ctx: WebContext, request: Request) -> Response:
     """GET the editable settings; PUT a subset of them (written to the config file)."""
-    ctx = request.app[CONTEXT]
     if ctx.settings is None:
         return _bad("settings are not available here", 409)
     if request.method == "PUT":
         try:
-            body = await request.json(loads=orjson.loads)
+            body = request.json()
         except ValueError:
             return _bad("expected a JSON object")
         try:
@@ -320,20 +301,20 @@ async def settings(request: web.Request) -> web.Response:
     return _json(ctx.settings.current())
 
 
-def routes(live: LiveFeed) -> list[web.RouteDef]:
+def routes(ctx: WebContext) -> list[Route]:
     return [
-        web.get("/api/health", health),
-        web.get("/api/capture", capture_state),
-        web.post("/api/capture", capture_state),
-        web.get("/api/events", events),
-        web.get("/api/events/recent", recent),
-        web.get("/api/events/{event_id}", event),
-        web.get("/api/stats", stats),
-        web.get("/api/processes", processes),
-        web.get("/api/facets", facet_values),
-        web.get("/api/reports/{name}", report),
-        web.get("/api/ca", ca),
-        web.get("/api/settings", settings),
-        web.put("/api/settings", settings),
-        web.get("/api/live", live.handle),
+        Route("GET", "/api/health", partial(health, ctx)),
+        Route("GET", "/api/capture", partial(capture_state, ctx)),
+        Route("POST", "/api/capture", partial(capture_state, ctx)),
+        Route("GET", "/api/events", partial(events, ctx)),
+        Route("GET", "/api/events/recent", partial(recent, ctx)),
+        Route("GET", "/api/events/{event_id}", partial(event, ctx)),
+        Route("GET", "/api/stats", partial(stats, ctx)),
+        Route("GET", "/api/processes", partial(processes, ctx)),
+        Route("GET", "/api/facets", partial(facet_values, ctx)),
+        Route("GET", "/api/reports/{name}", partial(report, ctx)),
+        Route("GET", "/api/ca", partial(ca, ctx)),
+        Route("GET", "/api/settings", partial(settings, ctx)),
+        Route("PUT", "/api/settings", partial(settings, ctx)),
+        Route("GET", "/api/live", ctx.live.handle),
     ]

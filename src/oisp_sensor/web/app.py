@@ -1,4 +1,4 @@
-"""The dashboard's aiohttp application, its server, and `Dashboard`, which the sensor runs.
+"""The dashboard's routes behind its access checks, and `Dashboard`, which the sensor runs.
 
 The page is plain HTML, CSS and JavaScript modules in `static/` (no build step, no
 CDN: it works offline), and talks only to the API and the live WebSocket.
@@ -12,85 +12,50 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from oisp_sensor.config import Config
 from oisp_sensor.counters import Counters
 from oisp_sensor.pipeline import Pipeline
-from oisp_sensor.web.api import CONTEXT, WebContext, routes
+from oisp_sensor.web.api import WebContext, routes
 from oisp_sensor.web.live import LiveFeed
 from oisp_sensor.web.security import AccessPolicy, is_loopback, middleware, new_token
+from oisp_sensor.web.server import (
+    App,
+    Request,
+    Response,
+    Route,
+    WebServer,
+    file_response,
+    static_files,
+)
 from oisp_sensor.web.settings import Settings
+
+__all__ = ["OPENAPI", "STATIC", "Dashboard", "WebServer", "create_app"]
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 OPENAPI = Path(__file__).parent / "openapi.json"
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+async def _index(request: Request) -> Response:
+    return file_response(request, STATIC / "index.html")
 
 
-async def _openapi(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+async def _openapi(request: Request) -> Response:
+    return file_response(request, OPENAPI, "application/json")
 
 
-def create_app(ctx: WebContext, policy: AccessPolicy) -> web.Application:
-    app = web.Application(middlewares=[middleware(policy)], client_max_size=1024 * 1024)
-    app[CONTEXT] = ctx
-    app.add_routes(routes(ctx.live))
-    app.add_routes(
+def create_app(ctx: WebContext, policy: AccessPolicy) -> App:
+    app = App(
         [
-            web.get("/", _index),
-            web.get("/api/openapi.json", _openapi),
-            web.static("/static", STATIC),
-        ]
+            *routes(ctx),
+            Route("GET", "/", _index),
+            Route("GET", "/api/openapi.json", _openapi),
+            Route("GET", "/static/{path:.+}", static_files(STATIC)),
+        ],
+        middleware=middleware(policy),
     )
-
-    async def close_live(_: web.Application) -> None:
-        await ctx.live.close()  # open WebSockets would otherwise hold shutdown up
-
-    app.on_shutdown.append(close_live)
+    app.on_shutdown.append(ctx.live.close)  # open WebSockets would otherwise hold shutdown up
     return app
-
-
-class WebServer:
-    """Runs the app on bind:port inside the sensor's event loop."""
-
-    def __init__(self, app: web.Application, bind: str, port: int) -> None:
-        self.app = app
-        self.bind = bind
-        self.port = port
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.bind, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            self._runner = None
-            raise
-        if self.port == 0:
-            for sock in getattr(site._server, "sockets", None) or ():
-                self.port = sock.getsockname()[1]
-                break
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        if self.bind in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        return f"http://{host}:{self.port}/"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 class Dashboard:
@@ -150,7 +115,10 @@ class Dashboard:
             started_at=started_at or time.time(),
         )
         server = WebServer(
-            create_app(self.context, self.policy), self.config.web.bind, self.config.web.port
+            create_app(self.context, self.policy),
+            self.config.web.bind,
+            self.config.web.port,
+            counters=self.live.counters,
         )
         await server.start()
         self.policy.set_port(server.port)

@@ -22,10 +22,11 @@ import logging
 from collections.abc import Sequence
 
 import orjson
-from aiohttp import WSMsgType, web
 
 from oisp_sensor.counters import Counters
 from oisp_sensor.events import Event
+from oisp_sensor.web.server import Request, Response
+from oisp_sensor.web.websocket import WebSocket
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ DROPPED = "web.live_dropped"
 
 
 class _Client:
-    def __init__(self, ws: web.WebSocketResponse, size: int) -> None:
+    def __init__(self, ws: WebSocket, size: int) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(size)
         self.missed = 0
@@ -42,10 +43,10 @@ class _Client:
     async def send_loop(self) -> None:
         while (message := await self.queue.get()) is not None:
             try:
-                await self.ws.send_frame(message, WSMsgType.TEXT)
+                await self.ws.send(message)
                 if self.missed:
                     missed, self.missed = self.missed, 0
-                    await self.ws.send_str(orjson.dumps({"type": "gap", "missed": missed}).decode())
+                    await self.ws.send(orjson.dumps({"type": "gap", "missed": missed}))
             except (ConnectionError, RuntimeError):
                 return
 
@@ -84,24 +85,23 @@ class LiveFeed:
                 self.counters.inc(DROPPED, events)
 
     async def close(self) -> None:
-        for client in list(self._clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close(code=1001, message=b"sensor stopping")
+        # All at once: a tab that does not answer its close frame holds up only itself.
+        closing = [c.ws.close(code=1001, reason=b"sensor stopping") for c in self._clients]
+        await asyncio.gather(*closing, return_exceptions=True)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: Request) -> Response:
         """GET /api/live: upgrade, then stream until the tab goes away."""
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
-        await ws.prepare(request)
+        ws = WebSocket(heartbeat=30, max_size=64 * 1024)
+        await ws.accept(request)
         client = _Client(ws, self.client_queue)
         client.task = asyncio.create_task(client.send_loop(), name="live-client")
         self._clients.add(client)
         try:
-            async for msg in ws:  # the page sends nothing we act on; this waits for close
-                if msg.type == WSMsgType.ERROR:
-                    break
+            async for _ in ws:  # the page sends nothing we act on; this waits for close
+                pass
         finally:
             self._clients.discard(client)
             client.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await client.task
-        return ws
+        return Response(101)  # the connection was the WebSocket's; nothing more is sent

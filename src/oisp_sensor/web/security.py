@@ -21,13 +21,11 @@ import hmac
 import ipaddress
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import psutil
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-from multidict import CIMultiDict
+
+from oisp_sensor.web.server import Handler, Middleware, Request, Response
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WILDCARDS = ("0.0.0.0", "::", "")
@@ -37,8 +35,6 @@ CSP = (
     "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def is_loopback(host: str) -> bool:
@@ -117,24 +113,24 @@ class AccessPolicy:
         scheme, _, rest = origin.partition("://")
         return scheme in ("http", "https") and rest.lower() in self.allowed
 
-    def given_token(self, request: web.Request) -> str:
-        auth = request.headers.get("Authorization", "")
+    def given_token(self, request: Request) -> str:
+        auth = request.headers.get("Authorization") or ""
         if auth.lower().startswith("bearer "):
             return auth[7:].strip()
-        return request.cookies.get(self.cookie_name, "") or request.query.get("token", "")
+        return request.cookies.get(self.cookie_name, "") or request.query.get("token") or ""
 
-    def token_ok(self, request: web.Request) -> bool:
+    def token_ok(self, request: Request) -> bool:
         given = self.given_token(request)
         return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())
 
 
-def _deny(status: int, reason: str) -> web.Response:
-    response = web.json_response({"error": reason}, status=status)
+def _deny(status: int, reason: str) -> Response:
+    response = Response.json({"error": reason}, status=status)
     _harden(response.headers, api=True)
     return response
 
 
-def _harden(headers: CIMultiDict[str], *, api: bool) -> None:
+def _harden(headers: dict[str, str], *, api: bool) -> None:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "no-referrer")
@@ -144,7 +140,7 @@ def _harden(headers: CIMultiDict[str], *, api: bool) -> None:
     headers.setdefault("Cache-Control", "no-store" if api else "no-cache")
 
 
-def _opens_the_page(request: web.Request) -> bool:
+def _opens_the_page(request: Request) -> bool:
     """Following a link to the dashboard from elsewhere: harmless (the page holds no data,
     and everything it then loads is same-origin), so it is the one cross-site request
     let through."""
@@ -156,8 +152,7 @@ def _opens_the_page(request: web.Request) -> bool:
 
 
 def middleware(policy: AccessPolicy) -> Middleware:
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def check(request: Request, handler: Handler) -> Response:
         if not policy.host_ok(request.headers.get("Host")):
             return _deny(421, "unexpected Host header (DNS rebinding protection)")
         origin = request.headers.get("Origin")
@@ -166,7 +161,7 @@ def middleware(policy: AccessPolicy) -> Middleware:
         site = request.headers.get("Sec-Fetch-Site")
         if site in ("cross-site", "same-site") and not _opens_the_page(request):
             return _deny(403, f"{site} requests are not allowed")
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        websocket = (request.headers.get("Upgrade") or "").lower() == "websocket"
         if (
             (request.method not in _SAFE_METHODS or websocket)
             and origin is None
@@ -180,18 +175,12 @@ def middleware(policy: AccessPolicy) -> Middleware:
         via_query = policy.requires_token and "token" in request.query
         if via_query and request.method == "GET" and request.path == "/":
             # Trade the token in the address bar for a cookie, and drop it from the URL.
-            response: web.StreamResponse = web.Response(status=303, headers={"Location": "/"})
+            response = Response(303, headers={"Location": "/"})
         else:
-            try:
-                response = await handler(request)
-            except web.HTTPException as e:  # an error raised by a handler gets them too
-                _harden(e.headers, api=request.path.startswith("/api/"))
-                raise
+            response = await handler(request)  # errors too: they are answers, not exceptions
         if via_query:
-            response.set_cookie(
-                policy.cookie_name, policy.token, httponly=True, samesite="Strict", path="/"
-            )
-        if not response.prepared:  # a WebSocket has already sent its headers
+            response.set_cookie(policy.cookie_name, policy.token, samesite="Strict", path="/")
+        if response.status != 101:  # a WebSocket has already sent its headers
             _harden(response.headers, api=request.path.startswith("/api/"))
         return response
 

@@ -1,5 +1,6 @@
-"""Fixtures: a store filled by the real pipeline, and the dashboard app served on a real
-socket in front of it (optionally with a running pipeline to pause and feed)."""
+"""Fixtures: a store filled by the real pipeline, and the dashboard app served by its own
+server on a real socket in front of it (optionally with a running pipeline to pause and
+feed), talked to by a real HTTP client (aiohttp's)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from oisp_sensor.config import Config
 from oisp_sensor.counters import Counters
@@ -24,6 +24,7 @@ from oisp_sensor.web.api import WebContext
 from oisp_sensor.web.app import create_app
 from oisp_sensor.web.live import LiveFeed
 from oisp_sensor.web.security import AccessPolicy
+from oisp_sensor.web.server import App, WebServer
 from oisp_sensor.web.settings import Settings
 from tests.conformance import assert_valid_file
 from tests.helpers import HASHER
@@ -47,9 +48,45 @@ def recorded(tmp_path: Path) -> dict[str, Any]:
     return {"db": db, "events": assert_valid_file(jsonl)}
 
 
+class LocalClient:
+    """An HTTP client bound to one served app: `get("/api/health")`, `ws_connect(...)`.
+
+    Responses are released when the client closes, so a test may leave a body unread.
+    """
+
+    def __init__(self, server: WebServer) -> None:
+        self.server = server
+        self.port = server.port
+        self.session = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.port}")
+        self._responses: list[aiohttp.ClientResponse] = []
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        response = await self.session.request(method, path, **kwargs)
+        self._responses.append(response)
+        return response
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("PUT", path, **kwargs)
+
+    def ws_connect(self, path: str, **kwargs: Any) -> Any:
+        return self.session.ws_connect(path, **kwargs)
+
+    async def close(self) -> None:
+        for response in self._responses:
+            response.release()
+        await self.session.close()
+        await self.server.close()
+
+
 @dataclass
 class Served:
-    client: TestClient
+    client: LocalClient
     ctx: WebContext
     policy: AccessPolicy
     pipeline: Pipeline | None
@@ -64,12 +101,13 @@ class Served:
         return await response.json()
 
 
-async def serve(ctx: WebContext, policy: AccessPolicy | None = None) -> TestClient:
+async def serve(ctx: WebContext, policy: AccessPolicy | None = None) -> LocalClient:
+    """The app, as the sensor builds it, served on 127.0.0.1:<any free port>."""
     policy = policy or AccessPolicy("127.0.0.1", 0)
-    client = TestClient(TestServer(create_app(ctx, policy), host="127.0.0.1"))
-    await client.start_server()
-    policy.set_port(client.port)
-    return client
+    server = WebServer(create_app(ctx, policy), "127.0.0.1", 0)
+    await server.start()
+    policy.set_port(server.port)
+    return LocalClient(server)
 
 
 @pytest.fixture
@@ -124,13 +162,6 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
         await asyncio.sleep(0.02)
 
 
-def route_table(app: web.Application) -> set[tuple[str, str]]:
+def route_table(app: App) -> set[tuple[str, str]]:
     """(METHOD, path template) of every route the app serves (HEAD comes with GET)."""
-    out = set()
-    for route in app.router.routes():
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter") or info.get("prefix")
-        if route.method in ("HEAD", "*") or not path:
-            continue
-        out.add((route.method, path))
-    return out
+    return {(route.method, route.path) for route in app.routes}

@@ -18,9 +18,10 @@ from oisp_sensor.privacy.redact import build_redactor
 from oisp_sensor.sensor import build_pipeline
 from oisp_sensor.sinks.store import StoreSink
 from oisp_sensor.web.api import WebContext
-from oisp_sensor.web.app import Dashboard, WebServer, create_app
+from oisp_sensor.web.app import Dashboard, create_app
 from oisp_sensor.web.live import LiveFeed
 from oisp_sensor.web.security import CSP, AccessPolicy
+from oisp_sensor.web.server import WebServer
 from oisp_sensor.web.settings import Settings
 from tests.helpers import HASHER
 from tests.unit.web.conftest import Served, route_table
