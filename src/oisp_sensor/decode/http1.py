@@ -29,6 +29,7 @@ MAX_CHUNK_LINE = 1024
 # Bytes a paused request reader (after Upgrade/CONNECT) holds while it waits.
 MAX_PAUSED_BYTES = 1024 * 1024
 _BLANK_LINES = re.compile(rb"[\r\n]*")  # blank lines before a start line (one C loop)
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line ending a head (either line end)
 # chunk = chunk-size [ chunk-ext ] CRLF, chunk-size = 1*HEXDIG (RFC 9112 §7.1). Python's
 # int(x, 16) alone would also take "0x5", "+5" and "5_0", which real endpoints reject.
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\n]{0,%d})?\r?\n" % MAX_CHUNK_LINE)
@@ -157,26 +158,31 @@ _PAUSED = _State.PAUSED
 _DONE = _State.DONE
 
 
-def _parse_header_lines(lines: list[bytes]) -> Headers:
+# What bytes.strip() removes (ASCII whitespace); str.strip() would also take "\x85" and
+# "\xa0", which latin-1 decoding makes of bytes 0x85 and 0xA0.
+_WS = " \t\n\r\x0b\x0c"
+
+
+def _parse_header_lines(lines: list[str]) -> Headers:
+    """Header field lines, already decoded as latin-1 (one decode per head, not two per
+    line: a byte is one character either way, so lengths and checks are unchanged)."""
     items: list[tuple[str, str]] = []
+    append = items.append
     for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            # obs-fold (RFC 9112 §5.2): a recipient MAY replace it with SP.
-            if not items:
-                raise DecodeError("header continuation line before any header")
-            name, value = items[-1]
-            items[-1] = (name, value + " " + line.strip().decode("latin-1"))
-            continue
-        colon = line.find(b":")
-        if colon <= 0:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name[0] in " \t":
+            if name[:1] in (" ", "\t"):
+                # obs-fold (RFC 9112 §5.2): a recipient MAY replace it with SP.
+                if not items:
+                    raise DecodeError("header continuation line before any header")
+                folded, previous = items[-1]
+                items[-1] = (folded, previous + " " + line.strip(_WS))
+                continue
             raise DecodeError(f"malformed header line ({len(line)} bytes, no field name)")
-        raw_name = line[:colon]
         # RFC 9112 §5.1: no whitespace is allowed between the field name and colon.
-        if raw_name != raw_name.strip() or b" " in raw_name:
+        if " " in name or name != name.strip(_WS):
             raise DecodeError("whitespace in a header field name")
-        items.append(
-            (raw_name.decode("latin-1").lower(), line[colon + 1 :].strip().decode("latin-1"))
-        )
+        append((name.lower(), value.strip(_WS)))
     return Headers(items)
 
 
@@ -305,7 +311,9 @@ class _Reader:
                         raise DecodeError("too many trailer fields")
                 else:
                     trailers = (
-                        _parse_header_lines(self._trailer_lines) if self._trailer_lines else None
+                        _parse_header_lines([t.decode("latin-1") for t in self._trailer_lines])
+                        if self._trailer_lines
+                        else None
                     )
                     self._finish(out, trailers)
             else:  # PAUSED or DONE: keep the rest for whoever resumes us
@@ -427,20 +435,13 @@ class _Reader:
         # One regex step, not a Python loop per line: a peer sending nothing but
         # newlines must cost what any other ignored byte costs.
         pos = _BLANK_LINES.match(buf, pos).end()  # type: ignore[union-attr]  # always matches
-        start = pos + max(0, self._scan - 3)
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                self._scan = len(buf) - pos
-                return pos, -1
-            if buf[nl + 1 : nl + 2] == b"\n":
-                return pos, nl + 2
-            if buf[nl + 1 : nl + 3] == b"\r\n":
-                return pos, nl + 3
-            if nl + 2 >= len(buf):
-                self._scan = nl - pos
-                return pos, -1
-            start = nl + 1
+        # The first "\n\n" or "\n\r\n", found in C. A match that the next read could
+        # complete starts in the last 2 bytes, so the next search resumes 3 bytes back.
+        end = _HEAD_END.search(buf, pos + max(0, self._scan - 3))
+        if end is None:
+            self._scan = len(buf) - pos
+            return pos, -1
+        return pos, end.end()
 
     def _finish(self, out: list[HttpEvent], trailers: Headers | None = None) -> None:
         out.append(End(self.side, trailers))
@@ -457,12 +458,12 @@ class _Reader:
             raise DecodeError(f"stream ended inside a message ({self.state.name.lower()})")
 
     def _split_head(self, head: bytes) -> tuple[bytes, Headers]:
-        lines = head.replace(b"\r\n", b"\n").split(b"\n")
+        lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
         while lines and not lines[-1]:
             lines.pop()
         if not lines:
             raise DecodeError("empty message head")
-        return lines[0], _parse_header_lines(lines[1:])
+        return lines[0].encode("latin-1"), _parse_header_lines(lines[1:])
 
     def _start_body(self, headers: Headers, *, until_close_allowed: bool) -> None:
         """RFC 9112 §6.3 steps 4-8: Transfer-Encoding, then Content-Length, then close."""

@@ -12,6 +12,7 @@ first strips that dressing down to the bare name, then the first pattern of
 
 from __future__ import annotations
 
+import functools
 import re
 
 # (pattern on the bare, lower-cased id, family). First match wins: list specific first.
@@ -94,8 +95,14 @@ def bare_model_ids(model_id: str) -> tuple[str, str]:
     return mid, mid
 
 
+@functools.lru_cache(maxsize=1024)
 def model_family(model_id: str | None) -> str | None:
-    """The family of a model id, or None when the table does not know it."""
+    """The family of a model id, or None when the table does not know it.
+
+    Every request and response asks for the same few ids, and the answer depends on
+    the id alone: each is worked out once (~2.5 us of prefix and pattern tests). The
+    cache is bounded and holds ids the decoder read from requests and responses.
+    """
     if not model_id:
         return None
     for mid in dict.fromkeys(bare_model_ids(model_id)):

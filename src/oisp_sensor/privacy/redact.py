@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from enum import StrEnum
@@ -55,6 +56,10 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 
 _CACHED_LENGTH = 256
 _CACHE_ENTRIES = 8192
+# Distinct clean process/actor/host/app objects remembered, and the longest remembered
+# (as JSON; a longer one, a huge command line, is walked every time): 8 MiB at most.
+_META_ENTRIES = 512
+_META_BYTES = 16 * 1024
 
 # Confidence reasons added when something was masked (never the values themselves).
 _REASONS = {
@@ -118,6 +123,9 @@ class EventRedactor:
         # Keys of walked objects whose values are scanned (not ids or hashes): the same
         # few dozen in every event, so each is classified once.
         self.walked_keys: set[Any] = set()
+        # Process, actor, host and app objects (their JSON) that the metadata scanner
+        # found clean: see `_EventPass.meta`.
+        self.clean_meta: set[bytes] = set()
         # Shorter than anything a built-in detector matches; a custom pattern may be short.
         self.min_length = 1 if patterns else 6
 
@@ -163,7 +171,7 @@ class _EventPass:
         for name in ("process", "actor", "host", "app"):
             value = getattr(event, name)
             if value:
-                setattr(event, name, self.walk(value, meta))
+                setattr(event, name, self.meta(value, meta))
         if self.minimal and event.process:
             event.process = self.program_only(event.process)
         self.mark(event)
@@ -185,6 +193,40 @@ class _EventPass:
                 owner["cmdline"] = str(first)
                 self.removed = True
         return process
+
+    def meta(self, value: Any, scanner: Scanner) -> Any:
+        """A process, actor, host or app object, walked with the metadata scanner.
+
+        Every event of a connection carries the same ones, so each distinct object is
+        scanned once: an object the walk found nothing in comes out equal to what went
+        in, and its JSON is remembered; an equal object later (same JSON: same keys in
+        the same order, same values) gets a fresh copy parsed from that JSON, which is
+        what the walk would have returned, without scanning again. Safe because:
+        - only clean objects are remembered, so the memo holds nothing that had to be
+          masked (as `clean_cache`), and an object with a finding is walked every time,
+          its findings counted every time;
+        - only objects of plain JSON types (dict with str keys, list, str, int, finite
+          float, bool, None; no subclasses) are remembered, for which parsing the JSON
+          gives back an equal object of the same types. An input with the same JSON holds
+          the same strings, so its walk finds nothing either and is recorded as the same
+          JSON (orjson seals events too);
+        - each event gets its own copy (minimal mode's `program_only` edits it in place),
+          so nothing is shared between events or connections.
+        """
+        try:
+            key = orjson.dumps(value)
+        except TypeError:  # what orjson cannot encode: walked as before
+            return self.walk(value, scanner)
+        memo = self.r.clean_meta
+        if key in memo:
+            return orjson.loads(key)
+        found = self.found.total()
+        out = self.walk(value, scanner)
+        if self.found.total() == found and len(key) <= _META_BYTES and _plain(value):
+            if len(memo) >= _META_ENTRIES:
+                memo.clear()
+            memo.add(key)
+        return out
 
     # --- generic --------------------------------------------------------------------------
 
@@ -209,13 +251,15 @@ class _EventPass:
 
         It visits ~100 values per event, most of them numbers or short strings (usage,
         status, process and host fields): those are handled in the loops without a call
-        per value, and whether a key holds an id or hash is decided once per key name.
+        per value (a string found clean before is looked up in `clean_cache` here, as
+        `text` would), and whether a key holds an id or hash is decided once per key name.
         """
         if isinstance(value, str):
             return self.text(value, scanner)
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
             walked = self.r.walked_keys
+            clean = self.r.clean_cache[scanner is self.r.meta_scanner]
             for k, v in value.items():
                 if keys:
                     if isinstance(k, str):
@@ -228,7 +272,11 @@ class _EventPass:
                         walked.add(k)
                 kind = type(v)
                 if kind is str:
-                    out[k] = self.text(v, scanner)
+                    # Only strings of `_CACHED_LENGTH` or less are ever in `clean`.
+                    if len(v) <= _CACHED_LENGTH and v in clean:
+                        out[k] = v
+                    else:
+                        out[k] = self.text(v, scanner)
                 elif kind in _SCALARS:
                     out[k] = v
                 else:
@@ -283,8 +331,12 @@ class _EventPass:
                 self.free_form(data, out, key, size_key="result_size_bytes")
             elif key == "delta" and isinstance(value, dict):  # ai.streaming_chunk
                 out[key] = self.delta(value)
-            else:
-                out[key] = value if type(value) in _SCALARS else self.walk(value, scanner)
+            elif type(value) in _SCALARS:
+                out[key] = value
+            else:  # (a string straight to `text`: what `walk` would do, one call less)
+                out[key] = (
+                    self.text(value, scanner) if type(value) is str else self.walk(value, scanner)
+                )
         return out
 
     def message(self, message: Any) -> Any:
@@ -302,6 +354,8 @@ class _EventPass:
                 out[key] = [self.tool_call(c) for c in value]
             elif key in _SKIP or key.endswith("_hash") or type(value) in _SCALARS:
                 out[key] = value
+            elif type(value) is str:
+                out[key] = self.text(value, self.r.content_scanner)
             else:
                 out[key] = self.walk(value, self.r.content_scanner)
         return out
@@ -312,12 +366,18 @@ class _EventPass:
     def choice(self, choice: Any) -> Any:
         if not isinstance(choice, dict):
             return self.walk(choice, self.r.content_scanner)
-        return {
-            key: self.message(value)
-            if key == "message"
-            else self.walk(value, self.r.content_scanner)
-            for key, value in choice.items()
-        }
+        scanner = self.r.content_scanner
+        out: dict[str, Any] = {}
+        for key, value in choice.items():
+            if key == "message":
+                out[key] = self.message(value)
+            elif type(value) in _SCALARS:  # index, logprobs: what `walk` returns for them
+                out[key] = value
+            elif type(value) is str:
+                out[key] = self.text(value, scanner)
+            else:
+                out[key] = self.walk(value, scanner)
+        return out
 
     def tool_call(self, call: Any) -> Any:
         if not isinstance(call, dict):
@@ -412,6 +472,21 @@ class _EventPass:
                 inc(f"redaction.{label}", n)
             if (UNSCANNED, Kind.LIMIT) in self.found:
                 log.warning("a string had too many redaction candidates; its tail was removed")
+
+
+def _plain(value: Any) -> bool:
+    """Only JSON's own types (no subclasses, no NaN or infinity), which survive a round
+    trip through JSON unchanged in value and type."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def _canonical_json(value: Any) -> bytes:

@@ -92,12 +92,18 @@ class HttpRequest:
     scheme: str = "https"
     _json: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)
+    # (target, its path): asked for ~6 times per request; recomputed if `target` changes.
+    _path: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def path(self) -> str:
+        cached = self._path
+        if cached is not None and cached[0] is self.target:
+            return cached[1]
         path = self.target.split("?", 1)[0]
         if path.startswith(("http://", "https://")):  # absolute-form (proxy requests)
             path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        self._path = (self.target, path)
         return path
 
     @property
