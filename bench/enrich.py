@@ -97,7 +97,7 @@ def main() -> None:
     )
     rows.append(
         (
-            "pricing, cold (first event of a model/day)",
+            "pricing, cold (a new PriceBook's first event: model lookup, rates)",
             cold_us(cold_n, lambda: PricingEnricher().enrich, response),
         )
     )
