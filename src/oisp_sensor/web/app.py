@@ -29,7 +29,7 @@ from oisp_sensor.web.server import (
 )
 from oisp_sensor.web.settings import Settings
 
-__all__ = ["OPENAPI", "STATIC", "Dashboard", "WebServer", "create_app"]
+__all__ = ["OPENAPI", "STATIC", "Dashboard", "create_app"]
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
